@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command: sets up .venv if needed, then runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup_env.sh
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+exec .venv/bin/python -m pytest -q "$@"
