@@ -1,0 +1,11 @@
+"""The JALA policy: InternVL3 backbone with motion tokens, latent perceivers, flow-matching DiT action head.
+
+Nothing here imports ROS or hardware code.
+"""
+from .action_chunk import ACTION_DIM, ActionChunk
+from .config import (ActionHeadConfig, BackboneConfig, ConfigError, JalaPolicyConfig, MotionVocabConfig,
+                     PerceiverConfig)
+from .policy import JalaPolicy, PolicyInputError
+
+__all__ = ["ACTION_DIM", "ActionChunk", "ActionHeadConfig", "BackboneConfig", "ConfigError", "JalaPolicy",
+           "JalaPolicyConfig", "MotionVocabConfig", "PerceiverConfig", "PolicyInputError"]

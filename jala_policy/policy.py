@@ -1,0 +1,268 @@
+"""JalaPolicy: backbone + Latent State Perceiver + flow-matching head, with one-call inference.
+
+Checkpoint directory layout (``save_pretrained`` / ``from_pretrained``)::
+
+    config.json                 JalaPolicyConfig
+    normalization.json          state/action statistics
+    backbone/                   InternVL3 in Hugging Face format (safetensors + config) and its tokenizer
+    texture_encoder/            DINOv2 in Hugging Face format
+    policy_heads.safetensors    Latent State Perceiver + flow-matching action head
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import AutoTokenizer, Dinov2Model, InternVLForConditionalGeneration
+
+from .action_chunk import ARM_DOF, HAND_DOF, ActionChunk
+from .action_head import FlowMatchingActionHead
+from .backbone import IMAGENET_MEAN, IMAGENET_STD, JalaBackbone, MissingWeightsError
+from .config import ConfigError, JalaPolicyConfig
+from .normalization import NormalizationStats, PolicyNormalizer
+from .perceiver import RIGHT_HAND, LatentPerceiver, TextureEncoder
+
+# FR3 joint position limits [rad] (Franka FR3 datasheet) and the Inspire angle range: the default normalisation
+# range of the 13-D robot state/action before statistics of real demonstrations are computed.
+FR3_Q_MIN = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
+FR3_Q_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
+
+
+class PolicyInputError(ValueError):
+    """An observation given to ``predict`` is malformed (wrong image size or type, NaN proprio, ...)."""
+
+
+def default_robot_stats(dim: int) -> NormalizationStats:
+    """FR3 joint limits + Inspire 0..1000 for the 13-D layout; [-1, 1] identity for any other layout."""
+    if dim != ARM_DOF + HAND_DOF:
+        return NormalizationStats.identity(dim)
+    lo = np.concatenate([FR3_Q_MIN, np.zeros(HAND_DOF)])
+    hi = np.concatenate([FR3_Q_MAX, np.full(HAND_DOF, 1000.0)])
+    return NormalizationStats(lo, hi, (lo + hi) / 2, (hi - lo) / np.sqrt(12.0))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA, fp32 on CPU."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+class JalaPolicy(nn.Module):
+    def __init__(self, config: JalaPolicyConfig, backbone: JalaBackbone, texture_encoder: TextureEncoder,
+                 state_perceiver: LatentPerceiver, action_head: FlowMatchingActionHead,
+                 normalizer: PolicyNormalizer | None = None):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.texture_encoder = texture_encoder
+        self.state_perceiver = state_perceiver
+        self.action_head = action_head
+        ah = config.action_head
+        self.normalizer = normalizer or PolicyNormalizer(default_robot_stats(ah.state_dim),
+                                                         default_robot_stats(ah.action_dim))
+        if self.normalizer.state.dim != ah.state_dim or self.normalizer.action.dim != ah.action_dim:
+            raise ConfigError("normalisation statistics do not match the action head's state/action dims")
+        self.register_buffer("tex_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("tex_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self._prompt_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.last_timing: dict[str, float] = {}
+        self.profile = False  # when True, predict() synchronises to time backbone and head separately
+
+    # ------------------------------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, config: JalaPolicyConfig, *, load_weights: bool = True, device: str | torch.device | None = None,
+              dtype: torch.dtype | None = None) -> "JalaPolicy":
+        """A new policy. With ``load_weights`` the real presets read their local pretrained directories
+        (backbone.weights_dir, perceiver.encoder_weights_dir); the tiny preset is always random."""
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        backbone = JalaBackbone.build(config.backbone, config.motion, load_weights=load_weights, dtype=dtype)
+        return cls._assemble(config, backbone, TextureEncoder(config.perceiver, load_weights=load_weights),
+                             device, dtype)
+
+    @classmethod
+    def _assemble(cls, config, backbone, texture_encoder, device, dtype, normalizer=None) -> "JalaPolicy":
+        perceiver = LatentPerceiver(config.perceiver, texture_encoder.dim, backbone.hidden_size)
+        head = FlowMatchingActionHead(config.action_head, context_dim=backbone.hidden_size)
+        policy = cls(config, backbone, texture_encoder, perceiver, head, normalizer)
+        policy.to(device=device, dtype=dtype)
+        policy.eval()
+        return policy
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text(self.config.to_json())
+        self.normalizer.save(d / "normalization.json")
+        self.backbone.model.save_pretrained(d / "backbone")
+        self.backbone.tokenizer.save_pretrained(d / "backbone")
+        self.texture_encoder.model.save_pretrained(d / "texture_encoder")
+        heads = nn.ModuleDict({"state_perceiver": self.state_perceiver, "action_head": self.action_head})
+        save_model(heads, str(d / "policy_heads.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> "JalaPolicy":
+        d = Path(directory).expanduser()
+        missing = [n for n in ("config.json", "normalization.json", "backbone", "texture_encoder",
+                               "policy_heads.safetensors") if not (d / n).exists()]
+        if missing:
+            raise MissingWeightsError(f"{d} is not a JALA policy checkpoint: missing {', '.join(missing)}")
+        config = JalaPolicyConfig.from_dict(json.loads((d / "config.json").read_text()))
+        device = torch.device(device) if device is not None else default_device()
+        dtype = dtype or default_dtype(device)
+        model = InternVLForConditionalGeneration.from_pretrained(d / "backbone", dtype=dtype)
+        backbone = JalaBackbone(config.backbone, config.motion, model, AutoTokenizer.from_pretrained(d / "backbone"))
+        texture = TextureEncoder.__new__(TextureEncoder)
+        nn.Module.__init__(texture)
+        texture.model = Dinov2Model.from_pretrained(d / "texture_encoder")
+        texture.image_size = config.perceiver.encoder_image_size
+        texture.model.requires_grad_(False)
+        policy = cls._assemble(config, backbone, texture, torch.device("cpu"), torch.float32,
+                               PolicyNormalizer.load(d / "normalization.json"))
+        heads = nn.ModuleDict({"state_perceiver": policy.state_perceiver, "action_head": policy.action_head})
+        missing_keys, unexpected = load_model(heads, str(d / "policy_heads.safetensors"), strict=False)
+        if missing_keys or unexpected:
+            raise MissingWeightsError(f"policy_heads.safetensors does not match the config: missing {missing_keys}, "
+                                      f"unexpected {unexpected}")
+        policy.to(device=device, dtype=dtype)
+        return policy
+
+    def set_normalization(self, state: NormalizationStats, action: NormalizationStats) -> None:
+        self.normalizer = PolicyNormalizer(state, action)
+        if state.dim != self.config.action_head.state_dim or action.dim != self.config.action_head.action_dim:
+            raise ConfigError("normalisation statistics do not match the action head's state/action dims")
+
+    def freeze_vision(self) -> None:
+        self.backbone.freeze_vision()
+        self.texture_encoder.requires_grad_(False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backbone.dtype
+
+    # --------------------------------------------------------------------------------------- embeddings
+    def _texture_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        s = self.texture_encoder.image_size
+        x = images.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        return ((x - self.tex_mean) / self.tex_std).to(self.dtype)
+
+    def state_latents(self, first_view: torch.Tensor) -> torch.Tensor:
+        """LSP latents of the current frame, duplicated as (v0, v0): (B, num_latents, hidden)."""
+        feats = self.texture_encoder(self._texture_pixels(first_view))
+        return self.state_perceiver(feats, feats, RIGHT_HAND)
+
+    def _prompt(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (instruction, self.config.num_views)
+        if key not in self._prompt_cache:
+            n_lat = self.config.perceiver.num_latents if self.config.perceiver.use_state_tokens else 0
+            text = self.config.prompt_template.format(instruction=instruction)
+            ids = self.backbone.encode_prompt(text, self.config.num_views, n_lat)
+            if len(self._prompt_cache) > 64:
+                self._prompt_cache.clear()
+            self._prompt_cache[key] = self.backbone.collate([ids])
+        return self._prompt_cache[key]
+
+    def predictive_embeddings(self, images: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
+        """images: uint8 (B, views, H, W, 3). One forward pass over images + [state latents] + instruction +
+        a fully masked motion chunk; returns the hidden states at the masked motion positions (B, 128, hidden)."""
+        b, v = images.shape[:2]
+        flat = images.reshape(b * v, *images.shape[2:])
+        pixels = self.backbone.preprocess_images(flat)
+        latents = self.state_latents(images[:, 0]) if self.config.perceiver.use_state_tokens else None
+        prompts = [self._prompt(instr) for instr in instructions]
+        if len({p[0].shape[1] for p in prompts}) == 1:
+            ids = torch.cat([p[0] for p in prompts])
+            mask = torch.cat([p[1] for p in prompts])
+        else:
+            ids, mask = self.backbone.collate([p[0][0] for p in prompts])
+        hidden = self.backbone(ids, mask, pixels, latents=latents)
+        return self.backbone.predictive_embeddings(hidden, ids.to(hidden.device))
+
+    # ---------------------------------------------------------------------------------------- inference
+    def _validate(self, images, instruction, proprio) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        if not isinstance(images, (list, tuple)) or len(images) != self.config.num_views:
+            raise PolicyInputError(f"expected {self.config.num_views} camera image(s), got "
+                                   f"{len(images) if isinstance(images, (list, tuple)) else type(images).__name__}")
+        for i, img in enumerate(images):
+            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+                raise PolicyInputError(f"image {i} must be an HxWx3 RGB numpy array, got "
+                                       f"{getattr(img, 'shape', type(img).__name__)}")
+            if img.dtype != np.uint8:
+                raise PolicyInputError(f"image {i} must be uint8 RGB, got {img.dtype}")
+            if self.config.input_image_hw is not None and img.shape[:2] != self.config.input_image_hw:
+                h, w = self.config.input_image_hw
+                raise PolicyInputError(f"image {i} is {img.shape[0]}x{img.shape[1]} but this policy takes {h}x{w} "
+                                       "frames (the training resolution); set the camera profile to match")
+        if len({img.shape for img in images}) != 1:
+            raise PolicyInputError("all camera images must have the same size")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise PolicyInputError("instruction must be a non-empty string")
+        q = np.asarray(proprio, dtype=np.float64)
+        if q.shape != (self.config.action_head.state_dim,):
+            raise PolicyInputError(f"proprio must have shape ({self.config.action_head.state_dim},), got {q.shape}")
+        if not np.all(np.isfinite(q)):
+            raise PolicyInputError(f"proprio contains NaN or inf at indices {np.flatnonzero(~np.isfinite(q)).tolist()}")
+        return np.stack(images), q
+
+    def _sync(self) -> None:
+        if self.profile and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.inference_mode()
+    def predict(self, images, instruction: str, proprio, timestamp: float | None = None,
+                seed: int | None = None) -> ActionChunk:
+        """One action chunk for one observation.
+
+        images: one HxWx3 uint8 RGB array per camera view (a bare array when there is one view);
+        proprio: (state_dim,) robot state (default layout: 7 FR3 joint angles [rad] + 6 Inspire angles 0..1000);
+        timestamp: time of the observation (default time.monotonic()); the chunk's actions apply at
+        timestamp + action_dt * (1..horizon). seed makes the sampled chunk reproducible.
+        """
+        stamp = time.monotonic() if timestamp is None else float(timestamp)
+        imgs, q = self._validate(images, instruction, proprio)
+        t0 = time.perf_counter()
+        img_t = torch.from_numpy(imgs).unsqueeze(0)
+        if self.device.type == "cuda":
+            img_t = img_t.pin_memory()
+        emb = self.predictive_embeddings(img_t, [instruction])
+        self._sync()
+        t1 = time.perf_counter()
+        state = self.normalizer.state.normalize(torch.as_tensor(q, dtype=torch.float32, device=self.device))
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        norm_actions = self.action_head.sample(emb, state.unsqueeze(0), generator=generator)
+        actions = self.normalizer.action.unnormalize(norm_actions[0]).cpu().numpy()
+        t2 = time.perf_counter()
+        self.last_timing = {"backbone_ms": (t1 - t0) * 1e3, "head_ms": (t2 - t1) * 1e3, "total_ms": (t2 - t0) * 1e3}
+        if not np.all(np.isfinite(actions)):
+            raise FloatingPointError("the policy produced NaN/inf actions; refusing to return them")
+        return ActionChunk.at_rate(actions, stamp, self.config.action_dt)
+
+    # ----------------------------------------------------------------------------------------- training
+    def compute_loss(self, images: torch.Tensor, instructions: Sequence[str], proprio: torch.Tensor,
+                     actions: torch.Tensor, action_mask: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """Post-training flow-matching loss. images uint8 (B, views, H, W, 3); proprio (B, state_dim) and actions
+        (B, horizon, action_dim) in robot units (normalised here)."""
+        emb = self.predictive_embeddings(images, instructions)
+        state = self.normalizer.state.normalize(proprio.to(self.device, torch.float32))
+        target = self.normalizer.action.normalize(actions.to(self.device, torch.float32))
+        return self.action_head.loss(emb, state, target, action_mask=action_mask, generator=generator)
