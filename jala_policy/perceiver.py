@@ -67,14 +67,19 @@ class TextureEncoder(nn.Module):
 
 
 class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    """Pre-norm residual attention. Cross-attention (``cross=True``) normalises its context with its own
+    LayerNorm; self-attention reads the normalised queries as keys/values and so owns no context norm."""
+
+    def __init__(self, dim: int, heads: int, cross: bool):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim) if cross else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         q = self.norm_q(x)
+        if (context is None) != (self.norm_kv is None):
+            raise ValueError("cross-attention needs a context; self-attention takes none")
         kv = q if context is None else self.norm_kv(context)
         return x + self.attn(q, kv, kv, need_weights=False)[0]
 
@@ -82,8 +87,8 @@ class _Attention(nn.Module):
 class _PerceiverLayer(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        self.cross = _Attention(dim, heads)
-        self.self_attn = _Attention(dim, heads)
+        self.cross = _Attention(dim, heads, cross=True)
+        self.self_attn = _Attention(dim, heads, cross=False)
         self.ff = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
     def forward(self, latents: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

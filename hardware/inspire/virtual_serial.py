@@ -32,6 +32,9 @@ class VirtualSerialPair:
         self._closed = False
 
     def start(self) -> VirtualSerialPair:
+        """Start pumping (once: a second call, e.g. ``with VirtualSerialPair().start()``, is a no-op)."""
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=self._pump, name="virtual-serial", daemon=True)
         self._thread.start()
         return self

@@ -1,0 +1,532 @@
+"""FR3 driver (franky-control 2.0.0, bundled libfranka) against franky-sim 1.0.4: a MuJoCo FR3 speaking the
+libfranka network protocol on a loopback address, started as a child process for this module.
+
+franky-sim has no reflexes or limit errors (see hardware/franka/sim_server.py), so the error path is provoked
+through the protocol instead: a StopMove command (``robot.stop()``) preempts the running move on the server,
+which answers the move with "preempted" and libfranka raises a ControlException in franky's control thread, the
+same path a reflex abort takes. The safety-gate tests show refused chunks never reach the robot: no motion is
+sent (driver counter) and the simulated arm does not move.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hardware.franka import (FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, ArmSafetyGate, ArmSafetyLimits, FrankaArmConfig,
+                             fr3_forward_kinematics)
+from hardware.franka.kinematics import FRANKA_HAND_F_T_EE
+from hardware.interfaces import Arm, DeviceError, JointTrajectoryChunk, SafetyViolation
+
+franky = pytest.importorskip("franky")
+pytest.importorskip("franky_sim")
+
+from franky_sim.constants import DEFAULT_INITIAL_JOINT_POS  # noqa: E402
+
+from hardware.franka.arm import FrankaArm  # noqa: E402
+from hardware.franka.sim_server import FrankySimProcess, franky_sim_assets_dir  # noqa: E402
+
+DT = 1.0 / 15.0  # the policy's action rate
+N = 16  # steps per chunk
+TIMES = DT * np.arange(1, N + 1)
+HOME = np.array(DEFAULT_INITIAL_JOINT_POS)
+
+
+def wait_until(pred, timeout: float = 5.0, period: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(period)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def ramp(q_start: np.ndarray, velocity, times=TIMES) -> JointTrajectoryChunk:
+    """Constant-velocity targets from q_start: q_start + v * t_i."""
+    return JointTrajectoryChunk(times, q_start + np.outer(times, np.asarray(velocity, dtype=float)))
+
+
+def smooth_move(q_start: np.ndarray, delta, times=TIMES) -> JointTrajectoryChunk:
+    """From q_start to q_start + delta along a smoothstep profile (rest to rest)."""
+    s = times / times[-1]
+    s = 3 * s**2 - 2 * s**3
+    return JointTrajectoryChunk(times, q_start + np.outer(s, np.asarray(delta, dtype=float)))
+
+
+def commanded_q(arm: FrankaArm) -> np.ndarray:
+    return np.asarray(arm.robot.state.q_d, dtype=float)
+
+
+def settle(arm: FrankaArm, timeout: float = 6.0) -> None:
+    """Motion finished and the simulated joints, which PD-lag the command, caught up with it. (Judged on positions:
+    franky-sim's joints can chatter at ~0.08 rad/s with sub-milliradian amplitude, joint 7 especially.)"""
+    wait_until(arm.motion_finished, timeout)
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        if np.abs(arm.read_state().q - commanded_q(arm)).max() < 1.5e-3:
+            return
+        time.sleep(0.01)
+
+
+class SpeedLog:
+    """Samples read_state() in a thread: (monotonic time, q, dq)."""
+
+    def __init__(self, arm: FrankaArm, period: float = 0.005):
+        self.arm, self.period, self.rows, self._stop = arm, period, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            s = self.arm.read_state()
+            self.rows.append((s.stamp, s.q, s.dq))
+            time.sleep(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(2.0)
+
+    def window(self, t0: float, t1: float):
+        sel = [r for r in self.rows if t0 <= r[0] <= t1]
+        assert len(sel) > 5, f"too few state samples in window ({len(sel)})"
+        return np.array([r[0] for r in sel]), np.array([r[1] for r in sel]), np.array([r[2] for r in sel])
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def sim():
+    proc = FrankySimProcess(simulator="mujoco")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def arm(sim):
+    a = FrankaArm(FrankaArmConfig(robot_ip=sim.hostname, realtime="ignore", relative_dynamics_factor=0.5))
+    a.connect()
+    yield a
+    a.disconnect()
+
+
+@pytest.fixture
+def ready_arm(arm):
+    """The arm at rest, error-free, within 0.35 rad of HOME on every joint (tests move it by small deltas)."""
+    try:
+        in_error = arm.read_state().in_error
+    except DeviceError:  # e.g. the connection dropped when a loaded machine stalled franky-sim for > 1 s
+        in_error = True
+    if in_error:
+        arm.recover()  # reconnects if needed
+    settle(arm)
+    for _ in range(4):
+        q = arm.read_state().q
+        if np.abs(q - HOME).max() <= 0.35:
+            break
+        arm.execute(smooth_move(q, np.clip(HOME - q, -0.5, 0.5)))  # max step 0.047 rad, 0.7 rad/s peak
+        settle(arm)
+    return arm
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def test_connect_and_read_state(arm):
+    assert isinstance(arm, Arm)
+    s = arm.read_state()
+    assert s.q.shape == (7,) and s.dq.shape == (7,) and s.tau_ext.shape == (7,) and s.ee_pose.shape == (4, 4)
+    np.testing.assert_allclose(s.q, HOME, atol=0.01)  # franky-sim's initial pose
+    assert np.abs(s.dq[:6]).max() < 0.05
+    np.testing.assert_allclose(s.ee_pose[3], [0, 0, 0, 1])
+    np.testing.assert_allclose(s.ee_pose[:3, :3] @ s.ee_pose[:3, :3].T, np.eye(3), atol=1e-6)
+    assert not s.in_error and s.error_message == ""
+    assert abs(s.stamp - time.monotonic()) < 1.0
+
+
+def test_connect_to_nothing_is_a_device_error():
+    # a loopback address nobody serves: libfranka's TCP connect is refused at once
+    bad = FrankaArm(FrankaArmConfig(robot_ip="127.254.253.252", realtime="ignore"))
+    with pytest.raises(DeviceError, match="127.254.253.252"):
+        bad.connect()
+    with pytest.raises(DeviceError, match="not connected"):
+        bad.read_state()
+
+
+def test_execute_chunk_reaches_final_target(ready_arm):
+    arm = ready_arm
+    q0 = arm.read_state().q
+    delta = np.array([0.25, -0.2, 0.2, 0.25, 0.3, 0.2, 0.35])
+    chunk = smooth_move(q0, delta)
+    sent = arm.motions_sent
+    with SpeedLog(arm) as log:
+        t_submit = time.monotonic()
+        arm.execute(chunk)
+        assert time.monotonic() - t_submit < 0.1  # asynchronous
+        assert arm.motions_sent == sent + 1
+        settle(arm)
+    s = arm.read_state()
+    assert not s.in_error
+    np.testing.assert_allclose(s.q, chunk.positions[-1], atol=0.01)
+    # the path is monotone along delta (smooth, no overshoot beyond 1 cm-equivalent, no reversal)
+    _, q, _ = log.window(t_submit, time.monotonic())
+    progress = (q - q0) @ delta / (delta @ delta)
+    assert progress.min() > -0.02 and progress.max() < 1.03
+    assert np.all(np.diff(progress) > -0.01)
+
+
+def test_forward_kinematics_matches_robot_pose(ready_arm):
+    """Our DH forward kinematics (used by the workspace gate) against the pose franky-sim reports."""
+    arm = ready_arm
+    arm.execute(smooth_move(arm.read_state().q, [0.3, 0.25, -0.3, 0.3, 0.4, -0.3, 0.5]))
+    settle(arm)
+    st = arm.robot.state  # one robot state: commanded q_d and the pose libfranka reports for it
+    T_d = fr3_forward_kinematics(np.asarray(st.q_d), FRANKA_HAND_F_T_EE)  # franky-sim's TCP is the Franka Hand's
+    np.testing.assert_allclose(T_d, np.asarray(st.O_T_EE_d.matrix), atol=1e-6)
+    # (franky-sim 1.0.4 computes the *measured* O_T_EE from q_d as well: its pinocchio pose is a reference that the
+    # q_d computation overwrites, so O_T_EE cannot be compared with q there.)
+
+
+def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
+    arm = ready_arm
+    v = np.array([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])
+    u = v / np.linalg.norm(v)
+    nominal = np.linalg.norm(v)
+    q0 = arm.read_state().q
+    first = ramp(q0, v)
+    with SpeedLog(arm) as log:
+        arm.execute(first)
+        # preempt the first chunk (~1.07 s, 0.32 rad per moving joint) in its middle, by robot progress not wall time
+        wait_until(lambda: (commanded_q(arm) - q0) @ u > 0.5 * nominal * TIMES[-1], timeout=3.0)
+        second = ramp(commanded_q(arm), v)  # the same straight line, continued from where the command is
+        t_submit = time.monotonic()
+        arm.execute(second)
+        settle(arm)
+    # speed along the line across the hand-over never drops (a stop-and-go would take it towards 0)
+    _, _, dq_before = log.window(t_submit - 0.1, t_submit)
+    _, _, dq_after = log.window(t_submit, t_submit + 0.4)
+    before, after = (dq_before @ u).mean(), (dq_after @ u).min()
+    assert before > 0.5 * nominal, f"the first chunk was too slow to test with ({before:.3f} rad/s)"
+    assert after > 0.7 * before, f"speed dipped to {after:.3f} rad/s after the hand-over (before: {before:.3f})"
+    # it ended at the second chunk's target, past the first one's
+    q = arm.read_state().q
+    np.testing.assert_allclose(q, second.positions[-1], atol=0.01)
+    assert (q - first.positions[-1]) @ u > 0.1
+    assert not arm.read_state().in_error
+
+
+def test_preempting_with_a_different_target_ends_there(ready_arm):
+    arm = ready_arm
+    q0 = arm.read_state().q
+    arm.execute(smooth_move(q0, [0.3, 0.2, 0.0, 0.3, 0.0, 0.2, 0.0]))
+    time.sleep(0.35)
+    q_now = arm.read_state().q
+    second = smooth_move(q_now, [-0.15, 0.0, 0.2, 0.0, 0.25, -0.1, 0.3])
+    arm.execute(second)
+    settle(arm)
+    np.testing.assert_allclose(arm.read_state().q, second.positions[-1], atol=0.01)
+
+
+def test_hold_stops_motion(ready_arm):
+    arm = ready_arm
+    q0 = arm.read_state().q
+    chunk = ramp(q0, [0.4, 0.0, 0.4, 0.4, 0.0, 0.0, 0.0])
+    arm.execute(chunk)
+    wait_until(lambda: np.abs(arm.read_state().dq).max() > 0.3, timeout=3.0)  # it is moving
+    t0 = arm.robot.state.time.to_sec()  # robot clock: franky-sim slows down on a loaded machine
+    arm.hold()  # returns once the stop motion has finished (DeviceTimeout after hold_timeout_s)
+    assert arm.robot.state.time.to_sec() - t0 < 0.6
+    # the command is at rest at once ...
+    q_hold = commanded_q(arm)
+    time.sleep(0.05)
+    np.testing.assert_allclose(commanded_q(arm), q_hold, atol=1e-5)
+    # ... and the simulated arm settles there (franky-sim's joint PD trails the command by ~0.1 s x velocity)
+    time.sleep(0.6)
+    s2 = arm.read_state()
+    np.testing.assert_allclose(s2.q[:6], q_hold[:6], atol=5e-3)
+    time.sleep(0.3)
+    assert np.abs(arm.read_state().q[:6] - s2.q[:6]).max() < 2e-3, "arm drifting while held"
+    np.testing.assert_allclose(np.asarray(arm.robot.state.q_d), q_hold, atol=1e-6)
+    assert np.abs(s2.q - chunk.positions[-1]).max() > 0.1  # stopped well before the chunk's end
+    assert not s2.in_error
+    arm.hold()  # holding while at rest is fine too
+    assert not arm.read_state().in_error
+
+
+def test_error_is_surfaced_and_recover_clears_it(ready_arm):
+    arm = ready_arm
+    q0 = arm.read_state().q
+    arm.execute(ramp(q0, [0.3, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0]))
+    time.sleep(0.3)
+    arm.robot.stop()  # fault injection: StopMove over the protocol -> the server preempts the move
+    s = wait_until(lambda: (st := arm.read_state()).in_error and st, timeout=2.0)
+    assert "libfranka" in s.error_message and "ControlException" in s.error_message
+    sent = arm.motions_sent
+    with pytest.raises(DeviceError, match="libfranka") as ei:
+        arm.execute(ramp(s.q, [0.1] * 7))
+    assert not isinstance(ei.value, SafetyViolation)
+    assert arm.motions_sent == sent  # refused while in error
+    arm.recover()
+    s = arm.read_state()
+    assert not s.in_error and s.error_message == ""
+    target = smooth_move(s.q, [-0.1, 0.0, 0.1, -0.1, 0.0, 0.1, 0.0])
+    arm.execute(target)
+    settle(arm)
+    np.testing.assert_allclose(arm.read_state().q, target.positions[-1], atol=0.01)
+
+
+def test_connection_loss_is_surfaced_and_recover_reconnects():
+    """A second franky-sim, frozen (SIGSTOP) mid-chunk: libfranka gets no state for 1 s and raises
+    NetworkException; the driver reports it, refuses commands, and recover() reconnects."""
+    with FrankySimProcess(simulator="mujoco") as sim2:
+        arm2 = FrankaArm(FrankaArmConfig(robot_ip=sim2.hostname, realtime="ignore"))
+        arm2.connect()
+        try:
+            q = arm2.read_state().q
+            arm2.execute(ramp(q, [0.2, 0.0, 0.2, 0.2, 0.0, 0.0, 0.0]))
+            time.sleep(0.2)
+            os.kill(sim2.proc.pid, signal.SIGSTOP)
+            try:
+                wait_until(lambda: arm2.motion_finished() and arm2.error_message, timeout=5.0)
+            finally:
+                os.kill(sim2.proc.pid, signal.SIGCONT)
+            assert "NetworkException" in arm2.error_message
+            with pytest.raises(DeviceError):
+                arm2.read_state()  # the connection is gone
+            with pytest.raises(DeviceError, match="NetworkException"):
+                arm2.execute(ramp(q, [0.1] * 7))
+            arm2.recover()  # reconnects
+            s = arm2.read_state()
+            assert not s.in_error
+            target = smooth_move(s.q, [-0.1, 0.0, 0.1, 0.1, 0.0, 0.0, 0.0])
+            arm2.execute(target)
+            settle(arm2)
+            np.testing.assert_allclose(arm2.read_state().q, target.positions[-1], atol=0.01)
+        finally:
+            arm2.disconnect()
+
+
+def _violations(q: np.ndarray):
+    """Chunks that each break one limit, starting from the measured q."""
+    beyond = q.copy()
+    beyond[3] = FR3_Q_MAX[3] + 0.05  # joint 4 above its upper limit (-0.1518)
+    out = {}
+    steps = np.linspace(0, 1, N)[:, None]
+    out["position"] = JointTrajectoryChunk(TIMES, q + steps * (beyond - q))
+    fast = np.tile(q, (N, 1))
+    fast[5:, 0] += 0.19  # joint 1: 0.19 rad between waypoints 4 and 5 (1/15 s) = 2.85 rad/s > 2.62 rad/s
+    out["velocity"] = JointTrajectoryChunk(TIMES, fast)
+    slow_t = 0.5 * np.arange(1, 6)  # 2.5 s horizon
+    slow_big_step = np.tile(q, (5, 1))
+    slow_big_step[:, 2] += 0.15 * np.arange(1, 6)  # 0.15 rad per 0.5 s: slow, but each step > max_step 0.1
+    out["step"] = JointTrajectoryChunk(slow_t, slow_big_step)
+    nan = ramp(q, [0.1] * 7)
+    nan.positions[7, 4] = np.nan  # arrays are mutable: the gate must not trust the chunk's own check
+    out["nan"] = nan
+    return out
+
+
+@pytest.mark.parametrize("kind", ["position", "velocity", "step", "nan", "workspace"])
+def test_refused_chunks_never_reach_the_robot(ready_arm, kind):
+    arm = ready_arm
+    s0 = arm.read_state()
+    if kind == "workspace":
+        # a box that the current flange position sits in, but whose top the chunk leaves
+        z = fr3_forward_kinematics(s0.q)[2, 3]
+        limits = ArmSafetyLimits(workspace_min=(-1.0, -1.0, z - 0.3), workspace_max=(1.0, 1.0, z + 0.02))
+        chunk = smooth_move(s0.q, [0, -0.3, 0, 0.3, 0, 0, 0])  # shoulder back + elbow open lifts the flange
+        assert fr3_forward_kinematics(chunk.positions[-1])[2, 3] > z + 0.02
+        saved, arm.gate = arm.gate, ArmSafetyGate(limits)
+    else:
+        chunk = _violations(s0.q)[kind]
+        saved = arm.gate
+    sent = arm.motions_sent
+    q_cmd = commanded_q(arm)
+    try:
+        with pytest.raises(SafetyViolation) as ei:
+            arm.execute(chunk)
+    finally:
+        arm.gate = saved
+    msg = str(ei.value)
+    expected = {"position": "joint 4", "velocity": "velocity limit", "step": "max_step", "nan": "NaN",
+                "workspace": "workspace"}[kind]
+    assert expected in msg and "waypoint" in msg, msg
+    assert arm.motions_sent == sent
+    time.sleep(0.2)
+    s1 = arm.read_state()
+    np.testing.assert_allclose(commanded_q(arm), q_cmd, atol=1e-6)  # nothing was commanded ...
+    assert np.abs(s1.q[:6] - s0.q[:6]).max() < 3e-3  # ... and nothing moved
+    assert arm.robot.state.robot_mode == franky.RobotMode.Idle
+    assert not s1.in_error  # a refusal is not a robot error
+    if kind == "position":
+        arm.recover()  # recover() after a refused command is harmless ...
+        ok = smooth_move(s1.q, [0.05] * 7)  # ... and the arm still takes valid chunks
+        arm.execute(ok)
+        settle(arm)
+        np.testing.assert_allclose(arm.read_state().q, ok.positions[-1], atol=0.01)
+
+
+def test_time_scale_is_applied_before_the_gate(ready_arm):
+    """A chunk fine at time_scale 1 but too fast when compressed to half the time is refused, nothing sent."""
+    arm = ready_arm
+    q = arm.read_state().q
+    chunk = ramp(q, [1.6, 0, 0, 0, 0, 0, 0], times=TIMES[:3])  # 1.6 rad/s; x2 = 3.2 rad/s > 2.62
+    sent, saved = arm.motions_sent, arm.config.time_scale
+    arm.config.time_scale = 0.5
+    try:
+        with pytest.raises(SafetyViolation, match="joint 1 .*over the velocity limit"):
+            arm.execute(chunk)
+    finally:
+        arm.config.time_scale = saved
+    assert arm.motions_sent == sent
+
+
+# ------------------------------------------------------------------------------------------------ gate only
+@pytest.fixture
+def gate():
+    return ArmSafetyGate(ArmSafetyLimits())
+
+
+def test_gate_passes_a_valid_chunk_unchanged(gate):
+    chunk = smooth_move(HOME, [0.1, -0.1, 0.1, 0.1, -0.1, 0.1, 0.1])
+    t, p = gate.check(chunk.times, chunk.positions, HOME)
+    assert np.array_equal(t, chunk.times) and np.array_equal(p, chunk.positions)  # no clipping
+
+
+@pytest.mark.parametrize("joint", range(7))
+@pytest.mark.parametrize("side", ["min", "max"])
+def test_gate_position_limits_every_joint(joint, side):
+    lim = ArmSafetyLimits(position_margin=0.0, max_step=10.0, max_first_step=10.0, dq_max=(100.0,) * 7)
+    gate = ArmSafetyGate(lim)
+    bound = (FR3_Q_MIN if side == "min" else FR3_Q_MAX)[joint]
+    q = np.array([(a + b) / 2 for a, b in zip(FR3_Q_MIN, FR3_Q_MAX)])
+    inside, outside = q.copy(), q.copy()
+    eps = 1e-3 if side == "max" else -1e-3
+    inside[joint], outside[joint] = bound - eps, bound + eps
+    gate.check([1.0], [inside], q)  # just inside: allowed
+    word = "lower" if side == "min" else "upper"
+    with pytest.raises(SafetyViolation, match=rf"waypoint 0 .*joint {joint + 1} target .*{word} limit"):
+        gate.check([1.0], [outside], q)
+
+
+def test_gate_position_margin(gate):
+    q = HOME.copy()
+    target = HOME.copy()
+    target[5] = FR3_Q_MIN[5] + 0.01  # inside the joint range but inside the 0.02 rad margin
+    with pytest.raises(SafetyViolation, match="joint 6"):
+        ArmSafetyGate(ArmSafetyLimits(max_first_step=10, max_step=10, dq_max=(100.0,) * 7)).check([2.0], [target], q)
+    gate_no_margin = ArmSafetyGate(ArmSafetyLimits(position_margin=0.0, max_first_step=10, dq_max=(100.0,) * 7))
+    gate_no_margin.check([2.0], [target], q)
+
+
+@pytest.mark.parametrize("joint", range(7))
+def test_gate_velocity_limit_every_joint(joint):
+    gate = ArmSafetyGate(ArmSafetyLimits(max_step=10.0, max_first_step=10.0))
+    q = HOME.copy()
+    p = np.tile(q, (3, 1))
+    t = np.array([0.1, 0.2, 0.3])
+    p[2, joint] += FR3_DQ_MAX[joint] * 0.1 * 0.98  # 98 % of the limit between waypoints 1 and 2: fine
+    gate.check(t, p, q)
+    p[2, joint] = q[joint] + FR3_DQ_MAX[joint] * 0.1 * 1.05  # 105 %: refused
+    with pytest.raises(SafetyViolation,
+                       match=rf"waypoint 1 -> waypoint 2: joint {joint + 1} .* over the velocity limit"):
+        gate.check(t, p, q)
+
+
+def test_gate_velocity_scale_and_first_segment():
+    gate = ArmSafetyGate(ArmSafetyLimits(velocity_scale=0.5))
+    q = HOME.copy()
+    p = q + np.array([[0.1, 0, 0, 0, 0, 0, 0]])  # 0.1 rad in 0.05 s = 2 rad/s > 0.5 * 2.62 from the measured q
+    with pytest.raises(SafetyViolation, match="measured position -> waypoint 0: joint 1 .*1.310 rad/s"):
+        gate.check([0.05], p, q)
+    gate.check([0.1], p, q)  # 1 rad/s is fine
+
+
+def test_gate_step_limits(gate):
+    q = HOME.copy()
+    p = np.tile(q, (3, 1)) + np.array([0.05, 0.1, 0.2])[:, None] * np.eye(7)[2]  # joint 3: steps .05 .05 .1
+    t = np.array([1.0, 2.0, 3.0])  # slow: well inside the velocity limit
+    with pytest.raises(SafetyViolation, match=r"waypoint 1 -> waypoint 2: joint 3 step \+0.1000 rad exceeds max_step"):
+        ArmSafetyGate(ArmSafetyLimits(max_step=0.08)).check(t, p, q)
+    ArmSafetyGate(ArmSafetyLimits(max_step=0.12)).check(t, p, q)
+    far = q.copy()
+    far[1] += 0.25
+    with pytest.raises(SafetyViolation, match="measured position -> waypoint 0: joint 2 .*max_first_step"):
+        gate.check([2.0], [far], q)  # 0.25 rad from where the arm is, even slowly
+
+
+def test_gate_workspace_box():
+    q = HOME.copy()
+    flange = fr3_forward_kinematics(q)[:3, 3]
+    box = dict(workspace_min=tuple(flange - 0.05), workspace_max=tuple(flange + 0.05))
+    gate = ArmSafetyGate(ArmSafetyLimits(**box))
+    gate.check([0.5], [q], q)
+    moved = q.copy()
+    moved[0] += 0.15  # joint 1 swings the flange sideways by ~0.08 m
+    with pytest.raises(SafetyViolation, match=r"waypoint 0 .*flange y = .* outside the workspace"):
+        gate.check([0.5], [moved], q)
+    # TCP 0.2 m below the flange (along flange z, pointing down here): outside the box although the flange is in
+    tcp = np.eye(4)
+    tcp[2, 3] = 0.2
+    gate_tcp = ArmSafetyGate(ArmSafetyLimits(**box, flange_to_tcp=tuple(tcp.ravel())))
+    with pytest.raises(SafetyViolation, match=r"TCP z = .* outside the workspace"):
+        gate_tcp.check([0.5], [q], q)
+
+
+def test_gate_rejects_nan_inf_shape_and_times(gate):
+    q = HOME.copy()
+    p = np.tile(q, (2, 1))
+    p[1, 6] = np.nan
+    with pytest.raises(SafetyViolation, match="waypoint 1: joint 7 .*NaN"):
+        gate.check([0.1, 0.2], p, q)
+    p[1, 6] = np.inf
+    with pytest.raises(SafetyViolation, match="NaN/inf"):
+        gate.check([0.1, 0.2], p, q)
+    with pytest.raises(SafetyViolation, match="measured joint positions"):
+        gate.check([0.1], [q], np.full(7, np.nan))
+    with pytest.raises(SafetyViolation, match=r"\(N, 7\)"):
+        gate.check([0.1], [q[:6]], q)
+    with pytest.raises(SafetyViolation, match="strictly increasing"):
+        gate.check([0.2, 0.1], [q, q], q)
+    with pytest.raises(SafetyViolation, match="max_horizon_s"):
+        gate.check([6.0], [q], q)
+    with pytest.raises(ValueError, match="NaN"):  # the chunk type refuses NaN on construction as well
+        JointTrajectoryChunk(np.array([0.1]), np.full((1, 7), np.nan))
+
+
+def test_limits_and_config_validation():
+    with pytest.raises(ValueError, match="q_min"):
+        ArmSafetyLimits(q_min=(0.0,) * 6)
+    with pytest.raises(ValueError, match="velocity_scale"):
+        ArmSafetyLimits(velocity_scale=1.5)
+    with pytest.raises(ValueError, match="both workspace"):
+        ArmSafetyLimits(workspace_min=(0, 0, 0))
+    with pytest.raises(ValueError, match="realtime"):
+        FrankaArmConfig(realtime="sometimes")
+    with pytest.raises(ValueError, match="relative_dynamics_factor"):
+        FrankaArmConfig(relative_dynamics_factor=0)
+    with pytest.raises(ValueError, match="collision_torque_thresholds"):
+        FrankaArmConfig(collision_torque_thresholds=(20.0,) * 6)
+    cfg = FrankaArmConfig(collision_force_thresholds=25, safety={"velocity_scale": 0.5})
+    assert cfg.collision_force_thresholds == (25.0,) * 6 and cfg.safety.velocity_scale == 0.5
+
+
+def test_franky_sim_ships_fr3_mjcf_and_meshes():
+    import os
+
+    import mujoco
+
+    assets = franky_sim_assets_dir()
+    assert os.path.isfile(os.path.join(assets, "fr3.xml"))
+    spec = mujoco.MjSpec.from_file(os.path.join(assets, "fr3.xml"))
+    spec.meshdir = os.path.join(assets, "meshes")  # fr3.xml says meshdir="assets"; the meshes are in meshes/
+    model = spec.compile()
+    lo = [model.jnt_range[model.joint(f"fr3_joint{i}").id][0] for i in range(1, 8)]
+    hi = [model.jnt_range[model.joint(f"fr3_joint{i}").id][1] for i in range(1, 8)]
+    np.testing.assert_allclose(lo, FR3_Q_MIN, atol=1e-4)  # the sim's ranges are the datasheet limits we gate on
+    np.testing.assert_allclose(hi, FR3_Q_MAX, atol=1e-4)

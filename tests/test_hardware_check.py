@@ -1,0 +1,205 @@
+"""jala-hardware-check against real loopback endpoints: closed ports, a listening TCP port, and a small pymodbus
+server holding the Inspire ANGLE_ACT registers."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from hardware.check import main
+
+ANGLES = [1000, 990, 500, 250, 7, 0]
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it (closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def serve_in_thread(make_server):
+    """Run a pymodbus server built by ``make_server()`` (inside the loop) in a thread; yields nothing, stops it."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict = {}
+
+    async def serve() -> None:
+        box["server"] = make_server()
+        await box["server"].listen()
+        ready.set()
+        await box["server"].serving
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(5) and "error" not in box, box.get("error")
+    yield
+    asyncio.run_coroutine_threadsafe(box["server"].shutdown(), loop).result(5)
+    thread.join(5)
+
+
+def angle_device() -> SimDevice:
+    return SimDevice(id=1, simdata=[SimData(1546, values=list(ANGLES), datatype=DataType.REGISTERS)])
+
+
+@pytest.fixture
+def hand_server():
+    """A Modbus TCP server on loopback, device id 1, ANGLE_ACT (1546..1551) = ANGLES."""
+    port = free_port()
+    yield from (port for _ in serve_in_thread(lambda: ModbusTcpServer(angle_device(), address=("127.0.0.1", port))))
+
+
+@pytest.fixture
+def silent_listener():
+    """A loopback TCP port that accepts connections (kernel backlog) but never answers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def lines_of(out: str, device: str) -> list[str]:
+    return [ln for ln in out.splitlines() if ln.startswith(device + " ")]
+
+
+def test_nothing_connected_gives_missing_lines_with_reasons_and_exit_1(capsys):
+    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(free_port()), "--hand-host", "127.0.0.1",
+               "--hand-port", str(free_port()), "--camera", "wrist=f0000bad", "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    robot = lines_of(out, "robot")[0]
+    assert "MISSING" in robot and "robot 127.0.0.1: connection refused" in robot
+    assert "is FCI enabled in Desk" in out
+    hand = lines_of(out, "hand")[0]
+    assert "MISSING" in hand and "connection refused" in hand
+    cam = lines_of(out, "camera wrist")[0]
+    assert "MISSING" in cam and "no camera with serial f0000bad; connected: [" in cam
+    assert "3 missing" in out
+
+
+def test_live_hand_and_open_robot_port_are_ok_from_a_yaml_config(tmp_path, capsys, hand_server, silent_listener):
+    cfg = tmp_path / "devices.yaml"
+    cfg.write_text(f"""
+hardware:
+  timeout_s: 1.5
+  robot: {{ip: 127.0.0.1, port: {silent_listener}}}
+  hand: {{transport: tcp, host: 127.0.0.1, port: {hand_server}, device_id: 1}}
+""")
+    rc = main(["--config", str(cfg)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "OK" in lines_of(out, "robot")[0] and "port" in lines_of(out, "robot")[0]
+    hand = lines_of(out, "hand")[0]
+    assert "OK" in hand and f"ANGLE_ACT {ANGLES}" in hand
+    assert "all 2 OK" in out
+
+    rc = main(["--config", str(cfg), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and doc["ok"] is True
+    assert {r["device"]: r["status"] for r in doc["results"]} == {"robot": "OK", "hand": "OK"}
+
+
+def test_wrong_device_id_and_a_silent_port_are_missing_without_blocking_other_probes(
+        capsys, hand_server, silent_listener):
+    t0 = time.monotonic()
+    rc = main(["--hand-host", "127.0.0.1", "--hand-port", str(hand_server), "--hand-device-id", "7",
+               "--robot-ip", "127.0.0.1", "--robot-port", str(silent_listener), "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "MISSING" in lines_of(out, "hand")[0] and "device id 7" in out
+    assert "OK" in lines_of(out, "robot")[0]
+
+    # a port that accepts but never answers Modbus: the hand times out, the robot probe still reports
+    rc = main(["--hand-host", "127.0.0.1", "--hand-port", str(silent_listener), "--robot-ip", "127.0.0.1",
+               "--robot-port", str(free_port()), "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "MISSING" in lines_of(out, "hand")[0] and "no Modbus answer" in lines_of(out, "hand")[0]
+    assert "MISSING" in lines_of(out, "robot")[0] and "connection refused" in lines_of(out, "robot")[0]
+    assert time.monotonic() - t0 < 10
+
+
+def test_missing_serial_port_for_rtu(capsys, tmp_path):
+    rc = main(["--hand-serial", str(tmp_path / "ttyUSB9"), "--timeout", "0.5"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "no such serial port" in out and "serial ports now" in out
+
+
+@pytest.mark.parametrize("text, message", [
+    ("robot: {ip: 127.0.0.1, prot: 1000}\n", "unknown keys in robot"),
+    ("hand: {transport: can}\n", "hand.transport"),
+    ("cameras: [{name: wrist}]\n", "cameras[0] needs a serial"),
+    ("timeout_s: 0\n", "timeout_s"),
+])
+def test_bad_config_is_exit_2_with_the_reason(tmp_path, capsys, text, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    assert main(["--config", str(cfg)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_nothing_configured_is_exit_2(capsys):
+    assert main([]) == 2
+    assert "nothing to check" in capsys.readouterr().err
+
+
+def test_console_entry_exit_code():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "hardware.check", "--robot-ip", "127.0.0.1", "--robot-port",
+                           str(free_port()), "--skip", "cameras", "--timeout", "1"],
+                          capture_output=True, text=True, timeout=60, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 1, proc.stderr
+    assert "MISSING" in proc.stdout and "connection refused" in proc.stdout
+
+
+def test_franky_connect_failure_is_reported_not_raised(capsys, silent_listener):
+    """--franky: the TCP probe passes (a listening port), then franky/libfranka tries the real FCI connect to
+    127.0.0.1:1337, where nothing listens."""
+    try:
+        socket.create_connection(("127.0.0.1", 1337), timeout=0.5).close()
+        pytest.skip("something listens on 127.0.0.1:1337")
+    except OSError:
+        pass
+    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(silent_listener), "--franky", "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    robot = lines_of(out, "robot")[0]
+    assert "MISSING" in robot and "franky connect" in robot
+
+
+def test_rtu_hand_on_a_virtual_serial_cable_is_ok(capsys):
+    from hardware.inspire.virtual_serial import VirtualSerialPair
+
+    with VirtualSerialPair().start() as cable:
+        server = serve_in_thread(lambda: ModbusSerialServer(angle_device(), framer=FramerType.RTU,
+                                                            port=cable.port_a, baudrate=115200))
+        next(server)
+        try:
+            rc = main(["--hand-serial", cable.port_b, "--timeout", "1"])
+        finally:
+            next(server, None)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert f"ANGLE_ACT {ANGLES}" in lines_of(out, "hand")[0]
