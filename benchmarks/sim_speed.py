@@ -1,0 +1,70 @@
+"""Simulated task world speed: simulated seconds per wall second, per task, with and without camera rendering.
+
+    MUJOCO_GL=osmesa python -m benchmarks.sim_speed [--seconds 5] [--width 640 --height 480] [--fps 30]
+
+"physics" steps the world (arm following a chunk, hand closing, detectors running) with no rendering;
+"render" additionally renders every camera of the task at --fps simulated frames per second (the rate the
+real-time mode would produce). Offscreen rendering uses MUJOCO_GL (osmesa on CPU, egl on a GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import numpy as np  # noqa: E402
+
+from hardware.interfaces import JointTrajectoryChunk  # noqa: E402
+from hardware.sim import SimWorld, SimWorldConfig  # noqa: E402
+from hardware.sim.world import READY_Q  # noqa: E402
+
+
+def run(task: str, seconds: float, render: bool, width: int, height: int, fps: float) -> tuple[float, float]:
+    world = SimWorld(SimWorldConfig(task=task, seed=0, render_width=width, render_height=height, camera_fps=fps))
+    try:
+        target = READY_Q + np.array([0.3, 0.2, 0.0, 0.2, 0.0, -0.2, 0.3])
+        t = np.arange(1, int(seconds * 15) + 1) / 15.0  # 15 Hz waypoints, like a policy chunk
+        a = (t / t[-1])[:, None]
+        world.arm.execute(JointTrajectoryChunk(times=t, positions=(1 - a) * READY_Q + a * target))
+        world.hand.set_angles(np.full(6, 300.0))
+        if render:  # warm up the GL context outside the timing
+            for cam in world.cameras.values():
+                cam.read()
+        frame_dt = 1.0 / fps
+        steps_per_frame = max(1, int(round(frame_dt / world.model.opt.timestep)))
+        n_frames = int(seconds * fps)
+        t0 = time.perf_counter()
+        s0 = world.sim_time
+        for _ in range(n_frames):
+            world.step(steps_per_frame)
+            if render:
+                for cam in world.cameras.values():
+                    cam.read()
+        wall = time.perf_counter() - t0
+        return (world.sim_time - s0) / wall, len(world.cameras) * n_frames / wall
+    finally:
+        world.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0, help="simulated seconds per measurement")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--fps", type=float, default=30.0, help="camera frames per simulated second when rendering")
+    ap.add_argument("--tasks", nargs="*", default=["water_plant", "put_three_obj", "wipe_board"])
+    args = ap.parse_args(argv)
+    print(f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}  render {args.width}x{args.height} @ {args.fps:g} fps (sim time)")
+    print(f"{'task':15s} {'cams':>4s} {'physics only':>16s} {'with rendering':>16s} {'frames/s':>9s}")
+    for task in args.tasks:
+        phys, _ = run(task, args.seconds, False, args.width, args.height, args.fps)
+        rend, fps = run(task, args.seconds, True, args.width, args.height, args.fps)
+        ncam = 2 if task == "wipe_board" else 1
+        print(f"{task:15s} {ncam:4d} {phys:11.1f} x RT {rend:11.2f} x RT {fps:9.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""Simulated task world (MuJoCo): FR3 + Inspire-style hand + L515-like cameras and the three JALA real-robot
+tasks (water_plant, put_three_obj, wipe_board), with devices implementing hardware.interfaces.
+
+    from hardware.sim import SimWorld, SimWorldConfig
+    world = SimWorld(SimWorldConfig(task="water_plant", variant="seen", seed=0))
+"""
+import os
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")  # CPU default; MUJOCO_GL=egl on a GPU machine
+
+from .tasks import INSTRUCTIONS, Completion  # noqa: E402
+from .world import SimArm, SimCamera, SimHand, SimWorld, SimWorldConfig  # noqa: E402
+
+__all__ = ["SimWorld", "SimWorldConfig", "SimArm", "SimHand", "SimCamera", "Completion", "INSTRUCTIONS"]

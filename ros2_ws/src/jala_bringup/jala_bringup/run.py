@@ -1,0 +1,454 @@
+"""Project runner: bring up a task's node graph without ``ros2 launch``, run one policy rollout, report.
+
+    python launch/run_task.py water_plant --sim --duration 20
+    python -m jala_bringup.run water_plant --sim --duration 20 --json
+
+Builds the node specs with ``jala_bringup.graph`` (the launch files use the same), writes one params file per
+process, starts each as ``python -m jala_ros.<executable> --ros-args ...`` with the loopback DDS environment
+(``jala_bringup.ros_env``), waits until frames, joint states and the policy are up, calls
+``/jala/policy/start``, runs for ``--duration`` seconds, stops the policy and prints: camera rate, joint-state
+rates, camera-frame-to-chunk latency p50/p99 (frame stamp -> chunk received here), chunks executed by arm and
+hand, holds, and (simulation) the final Completion Ratio. Without ``--checkpoint`` a tiny random demo
+checkpoint (``jala_policy.demo_checkpoint``) is written to the run directory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .graph import TASKS, GraphArgs, NodeSpec, build_graph, command_line, load_task_config, params_file_content
+from .ros_env import apply_loopback_env, loopback_env
+
+SRC_DIR = Path(__file__).resolve().parents[2]  # ros2_ws/src when run from the sources
+REPO_DIR = SRC_DIR.parents[1]
+
+
+def python_path(env: dict[str, str]) -> str:
+    """PYTHONPATH for the node processes: the package sources (when not pip-installed) and the repo root."""
+    parts = [str(SRC_DIR / "jala_ros"), str(SRC_DIR / "jala_bringup"), str(REPO_DIR)]
+    parts = [p for p in parts if Path(p).exists()]
+    if env.get("PYTHONPATH"):
+        parts.append(env["PYTHONPATH"])
+    return os.pathsep.join(parts)
+
+
+@dataclass
+class Process:
+    spec: NodeSpec
+    cmd: list[str]
+    popen: subprocess.Popen
+    log: Path
+
+
+class GraphProcesses:
+    """Starts and stops the node processes of a graph."""
+
+    def __init__(self, specs: list[NodeSpec], env: dict[str, str], workdir: Path, python: str = sys.executable):
+        self.specs = specs
+        self.env = dict(env)
+        self.env["PYTHONPATH"] = python_path(env)
+        self.env.setdefault("OMP_NUM_THREADS", "1")
+        self.env["PYTHONUNBUFFERED"] = "1"
+        self.workdir = Path(workdir)
+        self.python = python
+        self.procs: list[Process] = []
+
+    def commands(self) -> list[tuple[NodeSpec, list[str], Path]]:
+        out = []
+        for spec in self.specs:
+            pfile = self.workdir / f"{spec.role}_{spec.name or spec.executable}.params.yaml"
+            out.append((spec, command_line(spec, str(pfile), self.python), pfile))
+        return out
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for spec, cmd, pfile in self.commands():
+            pfile.write_text(yaml.safe_dump(params_file_content(spec), sort_keys=False))
+            log = self.workdir / f"{spec.role}_{spec.name or spec.executable}.log"
+            fh = open(log, "wb")
+            popen = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            fh.close()
+            self.procs.append(Process(spec, cmd, popen, log))
+
+    def dead(self) -> list[Process]:
+        return [p for p in self.procs if p.popen.poll() is not None]
+
+    def tail(self, proc: Process, n: int = 25) -> str:
+        try:
+            return "\n".join(proc.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 8.0) -> None:
+        for p in self.procs:
+            if p.popen.poll() is None:
+                p.popen.send_signal(signal.SIGINT)
+        end = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.popen.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.popen.terminate()
+                try:
+                    p.popen.wait(timeout=2.0)
+                except subprocess.TimeoutExpired:
+                    p.popen.kill()
+                    p.popen.wait()
+
+
+# ------------------------------------------------------------------------------------------------ monitor
+@dataclass
+class Metrics:
+    camera_stamps: dict[str, list[float]] = field(default_factory=dict)  # arrival times (monotonic)
+    arm_state_times: list[float] = field(default_factory=list)
+    hand_state_times: list[float] = field(default_factory=list)
+    chunk_latency: list[float] = field(default_factory=list)  # frame stamp -> chunk received [s]
+    chunks_received: int = 0
+    arm_diag: dict[str, str] = field(default_factory=dict)
+    hand_diag: dict[str, str] = field(default_factory=dict)
+    supervisor_diag: dict[str, str] = field(default_factory=dict)
+    policy_diag: dict[str, str] = field(default_factory=dict)
+    status: list[str] = field(default_factory=list)
+    completion: dict | None = None
+    holds: int = 0
+    arm_q: list = field(default_factory=list)  # (t, q) samples while running
+
+
+class Monitor:
+    """An rclpy node (in this process) watching the graph's topics. Call ``rclpy.init`` first."""
+
+    def __init__(self, info_topics: list[str], name: str = "jala_run_monitor"):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+        from sensor_msgs.msg import CameraInfo, JointState
+        from std_msgs.msg import String
+        from trajectory_msgs.msg import JointTrajectory
+
+        from jala_ros.conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
+        from jala_ros.node_utils import ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, STATUS_TOPIC, values_of
+
+        self.rclpy = rclpy
+        self.m = Metrics()
+        self.recording = False
+        self._lock = threading.Lock()
+        self.node = rclpy.create_node(name)
+        node = self.node
+
+        def clock() -> float:
+            return node.get_clock().now().nanoseconds * 1e-9
+
+        for t in info_topics:
+            self.m.camera_stamps[t] = []
+            node.create_subscription(CameraInfo, t, lambda _m, t=t: self.m.camera_stamps[t].append(time.monotonic()),
+                                     IMAGE_SUB_QOS)
+
+        def on_arm(msg):
+            now = time.monotonic()
+            self.m.arm_state_times.append(now)
+            if self.recording:
+                self.m.arm_q.append((now, list(msg.position)))
+
+        node.create_subscription(JointState, ARM_STATE_TOPIC, on_arm, STATE_QOS)
+        node.create_subscription(JointState, HAND_STATE_TOPIC, lambda _m: self.m.hand_state_times.append(
+            time.monotonic()), STATE_QOS)
+
+        def on_chunk(msg):
+            self.m.chunks_received += 1
+            if self.recording:
+                self.m.chunk_latency.append(clock() - from_time_msg(msg.header.stamp))
+
+        node.create_subscription(JointTrajectory, CHUNK_TOPIC, on_chunk, CHUNK_QOS)
+
+        def on_diag(msg):
+            for st in msg.status:
+                if st.name == "jala/arm":
+                    self.m.arm_diag = values_of(st) | {"message": st.message}
+                elif st.name == "jala/hand":
+                    self.m.hand_diag = values_of(st) | {"message": st.message}
+                elif st.name == "jala/policy":
+                    self.m.policy_diag = values_of(st) | {"message": st.message}
+                elif st.name == "jala/supervisor":
+                    self.m.supervisor_diag = values_of(st) | {"message": st.message}
+
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
+
+        def on_status(msg):
+            if not self.m.status or self.m.status[-1] != msg.data:
+                self.m.status.append(msg.data)
+                if msg.data.startswith("HOLD"):
+                    self.m.holds += 1
+
+        node.create_subscription(String, STATUS_TOPIC, on_status, LATCHED_QOS)
+        node.create_subscription(String, "/jala/sim/completion",
+                                 lambda msg: setattr(self.m, "completion", json.loads(msg.data)), LATCHED_QOS)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - shutdown
+            pass
+
+    def call_trigger(self, service: str, timeout: float = 5.0) -> tuple[bool, str]:
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, service)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                return False, f"{service} not available"
+            fut = client.call_async(Trigger.Request())
+            end = time.monotonic() + timeout
+            while not fut.done() and time.monotonic() < end:
+                time.sleep(0.01)
+            if not fut.done():
+                return False, f"{service} timed out"
+            return fut.result().success, fut.result().message
+        finally:
+            self.node.destroy_client(client)
+
+    def service_ready(self, service: str) -> bool:
+        names = {n for n, _ in self.node.get_service_names_and_types()}
+        return service in names
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self._thread.join(timeout=2.0)
+        self.node.destroy_node()
+
+
+def rate_stats(times: list[float], t0: float, t1: float) -> dict:
+    ts = np.array([t for t in times if t0 <= t <= t1])
+    if ts.size < 2:
+        return {"hz": 0.0, "n": int(ts.size), "period_p50_ms": float("nan"), "period_p99_ms": float("nan")}
+    dt = np.diff(ts)
+    return {"hz": float((ts.size - 1) / (ts[-1] - ts[0])), "n": int(ts.size),
+            "period_p50_ms": float(np.percentile(dt, 50) * 1e3), "period_p99_ms": float(np.percentile(dt, 99) * 1e3)}
+
+
+# ------------------------------------------------------------------------------------------------ rollout
+def ensure_checkpoint(path: str | None, views: int, workdir: Path, env: dict[str, str], sim: bool = True) -> str:
+    """``path``, or a tiny random demo checkpoint written to ``workdir`` (centred on the simulated world's start
+    posture in simulation, on the FR3 home pose otherwise)."""
+    if path:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        return path
+    centre = "sim_ready" if sim else "home"
+    out = workdir / f"demo_checkpoint_{views}view_{centre}"
+    if not (out / "config.json").exists():
+        e = dict(env)
+        e["PYTHONPATH"] = python_path(env)
+        r = subprocess.run([sys.executable, "-m", "jala_policy.demo_checkpoint", "--out", str(out), "--views",
+                            str(views), "--centre", centre], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True)
+        if r.returncode:
+            raise RuntimeError(f"writing the demo checkpoint failed:\n{r.stderr[-2000:]}")
+    return str(out)
+
+
+def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path, startup_timeout: float = 180.0,
+                log=print, estop_at_end: bool = False) -> dict:
+    """Bring the graph up, run the policy for ``duration`` s, bring it down; returns the report dict.
+    ``estop_at_end``: while the policy still runs, call the supervisor's estop and report the time from its
+    detection stamp to the arm's and hand's hold stamps (``estop_hold_latency_ms``)."""
+    import rclpy
+
+    cfg = load_task_config(args.task)
+    env = loopback_env(domain_id)
+    workdir.mkdir(parents=True, exist_ok=True)
+    args.checkpoint = ensure_checkpoint(args.checkpoint, len(cfg["cameras"]), workdir, env, args.sim)
+    specs = build_graph(args)
+    info_topics = next(s.parameters["camera_info_topics"] for s in specs if s.role == "supervisor")
+    procs = GraphProcesses(specs, env, workdir)
+    apply_loopback_env(domain_id)
+    rclpy.init()
+    monitor = None
+    report: dict = {"task": args.task, "mode": "sim" if args.sim else "real", "duration_s": duration,
+                    "domain_id": domain_id, "workdir": str(workdir), "errors": []}
+    try:
+        procs.start()
+        log(f"[run] started {len(procs.procs)} processes (ROS_DOMAIN_ID={domain_id}, logs in {workdir})")
+        monitor = Monitor(info_topics)
+        m = monitor.m
+        t_start = time.monotonic()
+        ready = False
+        while time.monotonic() - t_start < startup_timeout:
+            dead = procs.dead()
+            if dead:
+                p = dead[0]
+                raise RuntimeError(f"{p.spec.role} exited with {p.popen.returncode}:\n{procs.tail(p)}")
+            if (all(len(v) > 3 for v in m.camera_stamps.values()) and len(m.arm_state_times) > 10
+                    and len(m.hand_state_times) > 10 and monitor.service_ready("/jala/policy/start")):
+                ready = True
+                break
+            time.sleep(0.1)
+        if not ready:
+            raise TimeoutError(f"graph not ready after {startup_timeout:.0f} s: camera frames "
+                               f"{ {k: len(v) for k, v in m.camera_stamps.items()} }, arm states "
+                               f"{len(m.arm_state_times)}, hand states {len(m.hand_state_times)}, policy ready "
+                               f"{monitor.service_ready('/jala/policy/start')}")
+        report["startup_s"] = time.monotonic() - t_start
+        log(f"[run] graph ready in {report['startup_s']:.1f} s; starting the policy for {duration:.0f} s")
+        monitor.recording = True
+        ok, msg = monitor.call_trigger("/jala/policy/start")
+        if not ok:
+            raise RuntimeError(f"policy start failed: {msg}")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < duration:
+            dead = procs.dead()
+            if dead:
+                p = dead[0]
+                raise RuntimeError(f"{p.spec.role} exited with {p.popen.returncode} during the rollout:\n"
+                                   f"{procs.tail(p)}")
+            time.sleep(0.1)
+        t1 = time.monotonic()
+        if estop_at_end:
+            monitor.call_trigger("/jala/supervisor/estop")
+            end = time.monotonic() + 3.0
+            def held() -> bool:
+                return (m.arm_diag.get("held") == "True" and m.hand_diag.get("held") == "True"
+                        and m.supervisor_diag.get("holding") == "True")
+
+            while time.monotonic() < end and not held():
+                time.sleep(0.01)
+            det = float(m.supervisor_diag.get("detected_at", "nan"))
+            report["estop_hold_latency_ms"] = {
+                dev: (float(d.get("hold_stamp", "nan")) - det) * 1e3 for dev, d in (("arm", m.arm_diag),
+                                                                                      ("hand", m.hand_diag))}
+        monitor.call_trigger("/jala/policy/stop")
+        monitor.recording = False
+        time.sleep(0.6)  # last diagnostics / completion
+        if args.sim:
+            ok, msg = monitor.call_trigger("/jala/sim/completion")
+            if ok:
+                m.completion = json.loads(msg)
+        report.update({
+            "cameras": {t: rate_stats(v, t0, t1) for t, v in m.camera_stamps.items()},
+            "arm_joint_states": rate_stats(m.arm_state_times, t0, t1),
+            "hand_joint_states": rate_stats(m.hand_state_times, t0, t1),
+            "chunks_received": len(m.chunk_latency),
+            "latency_ms": {f"p{p}": float(np.percentile(m.chunk_latency, p) * 1e3) if m.chunk_latency
+                           else float("nan") for p in (50, 99)},
+            "policy_inference_ms": {p: float(m.policy_diag.get(f"inference_{p}_ms", "nan")) for p in ("p50", "p99")},
+            "arm": {k: m.arm_diag.get(k) for k in ("chunks_executed", "chunks_refused", "waypoints_dropped",
+                                                    "held", "message")},
+            "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "commands_sent", "held",
+                                                     "message")},
+            "holds": m.holds - (1 if estop_at_end else 0),
+            "status_history": m.status[-10:],
+            "completion": m.completion,
+        })
+        if m.arm_q:
+            q = np.array([s[1] for s in m.arm_q])
+            report["arm_motion_rad"] = float(np.abs(q - q[0]).max())
+    except Exception as exc:  # noqa: BLE001 - reported
+        report["errors"].append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if monitor is not None:
+            monitor.close()
+        procs.stop()
+        rclpy.try_shutdown()
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"JALA {r['task']} ({r['mode']}), {r['duration_s']:.0f} s rollout"]
+    if "cameras" in r:
+        for t, s in r["cameras"].items():
+            lines.append(f"  camera {t}: {s['hz']:.1f} Hz")
+        for key, label in (("arm_joint_states", "arm joint states"), ("hand_joint_states", "hand joint states")):
+            s = r[key]
+            lines.append(f"  {label}: {s['hz']:.1f} Hz (period p50 {s['period_p50_ms']:.1f} ms, "
+                         f"p99 {s['period_p99_ms']:.1f} ms)")
+        lat = r["latency_ms"]
+        lines.append(f"  camera-frame-to-chunk latency: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "
+                     f"({r['chunks_received']} chunks; inference alone p50 {r['policy_inference_ms']['p50']:.1f} ms, "
+                     f"p99 {r['policy_inference_ms']['p99']:.1f} ms)")
+        lines.append(f"  chunks executed: arm {r['arm'].get('chunks_executed')}, "
+                     f"hand {r['hand'].get('chunks_executed')}"
+                     f" (refused: arm {r['arm'].get('chunks_refused')}, hand {r['hand'].get('chunks_refused')}; "
+                     f"past waypoints dropped {r['arm'].get('waypoints_dropped')})")
+        if "estop_hold_latency_ms" in r:
+            e = r["estop_hold_latency_ms"]
+            lines.append(f"  estop -> hold: arm {e['arm']:.1f} ms, hand {e['hand']:.1f} ms after the supervisor's "
+                         "detection")
+        if "arm_motion_rad" in r:
+            lines.append(f"  arm moved up to {r['arm_motion_rad']:.3f} rad from its start")
+        lines.append(f"  holds: {r['holds']}" + (f" (last status: {r['status_history'][-1]})"
+                                                  if r["status_history"] else ""))
+        c = r.get("completion")
+        if c is not None:
+            lines.append(f"  completion ratio: {c.get('ratio', float('nan')):.2f}  {json.dumps(c)}")
+    for e in r["errors"]:
+        lines.append(f"  ERROR: {e}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("task", choices=TASKS)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--sim", dest="sim", action="store_true", default=True, help="simulated world (default)")
+    mode.add_argument("--real", dest="sim", action="store_false", help="the real robot")
+    ap.add_argument("--duration", type=float, default=20.0, help="policy rollout length [s]")
+    ap.add_argument("--checkpoint", default="", help="policy checkpoint dir (default: a tiny random demo one)")
+    ap.add_argument("--device", default="", help="policy device: auto | cpu | cuda")
+    ap.add_argument("--instruction", default="")
+    ap.add_argument("--seed", type=int, default=None, help="simulated world seed")
+    ap.add_argument("--variant", default="", help="simulated world variant")
+    ap.add_argument("--robot-ip", default="")
+    ap.add_argument("--hand-transport", default="tcp", choices=["tcp", "rtu"])
+    ap.add_argument("--hand-host", default="127.0.0.1")
+    ap.add_argument("--hand-port", type=int, default=6000)
+    ap.add_argument("--hand-serial-port", default="/dev/ttyUSB0")
+    ap.add_argument("--camera-serials", default="", help="comma-separated RealSense serials (real robot)")
+    ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random 10..99)")
+    ap.add_argument("--workdir", default="", help="params files, logs, demo checkpoint (default: a temp dir, "
+                                                  "removed after a successful run)")
+    ap.add_argument("--startup-timeout", type=float, default=180.0)
+    ap.add_argument("--print-commands", action="store_true", help="print the node command lines and exit")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--estop-at-end", action="store_true",
+                    help="end the rollout with the supervisor's estop and report detection -> hold latency")
+    a = ap.parse_args(argv)
+    gargs = GraphArgs(task=a.task, sim=a.sim, checkpoint=a.checkpoint, device=a.device, instruction=a.instruction,
+                      seed=a.seed, variant=a.variant, robot_ip=a.robot_ip, hand_transport=a.hand_transport,
+                      hand_host=a.hand_host, hand_port=a.hand_port, hand_serial_port=a.hand_serial_port,
+                      camera_serials=a.camera_serials)
+    workdir = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix=f"jala_{a.task}_"))
+    if a.print_commands:
+        gargs.checkpoint = gargs.checkpoint or "<checkpoint>"
+        for spec, cmd, _ in GraphProcesses(build_graph(gargs), loopback_env(), workdir).commands():
+            print(f"# {spec.role}: {json.dumps(spec.parameters)}\n{' '.join(cmd)}")
+        return 0
+    domain = a.domain_id if a.domain_id is not None else random.randint(10, 99)
+    report = run_rollout(gargs, a.duration, domain, workdir, a.startup_timeout, estop_at_end=a.estop_at_end)
+    print(json.dumps(report, indent=1) if a.json else format_report(report))
+    if report["errors"]:
+        print(f"[run] node logs: {workdir}", file=sys.stderr)
+        return 1
+    if not a.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)  # our temp dir: params files, logs, demo checkpoint
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

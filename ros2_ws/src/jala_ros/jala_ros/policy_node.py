@@ -1,0 +1,283 @@
+"""Policy node: runs JalaPolicy on the newest camera frame(s) + joint states and publishes action chunks.
+
+- Subscribes the camera image topics (newest frame only), ``/jala/arm/joint_states``,
+  ``/jala/hand/joint_states`` and the instruction (std_msgs/String, latched; the ``instruction`` parameter is
+  the default).
+- Publishes trajectory_msgs/JointTrajectory on ``/jala/action_chunk``: joints fr3_joint1..7 + the 6 Inspire
+  DoFs, header.stamp = the stamp of the (first) camera frame the chunk was computed from, time_from_start =
+  the chunk's action times relative to it (action_dt * 1..H).
+- Pipelining: chunk k+1 is computed while chunk k executes. Inference for k+1 starts at
+  stamp_k + action_dt * execute_steps - (measured inference latency), so k+1 lands about when ``execute_steps``
+  actions of chunk k have been executed, and the arm switches to it without pausing.
+- ``~/start`` / ``~/stop`` (std_srvs/Trigger) start and stop inference; ``/jala/policy/running`` (Bool, latched)
+  tells the supervisor. A hold (``/jala/hold`` True) stops the policy.
+- The model is loaded before the services are offered: ``~/start`` appearing means the node is ready.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from .conversions import (CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, chunk_to_trajectory, from_time_msg,
+                          image_to_array, joint_positions)
+from .core import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES, next_inference_time, percentiles
+from .node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, DIAGNOSTICS_TOPIC, HAND_STATE_TOPIC, HOLD_TOPIC, OK,
+                         POLICY_RUNNING_TOPIC, WARN, declare, diag_array, diag_status, init_ros, now_s, spin_nodes)
+
+POLICY_DEFAULTS = {
+    "checkpoint": "",
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "instruction": "water the plant",
+    "instruction_topic": "/jala/instruction",
+    "image_topics": ["/camera/camera/color/image_raw"],
+    "arm_state_topic": ARM_STATE_TOPIC,
+    "hand_state_topic": HAND_STATE_TOPIC,
+    "chunk_topic": CHUNK_TOPIC,
+    "hold_topic": HOLD_TOPIC,
+    "execute_steps": 8,  # actions of a chunk executed before its successor takes over
+    "max_obs_age_s": 0.5,  # frames/joint states older than this are not used
+    "autostart": False,
+    "seed": -1,  # >= 0: reproducible sampling (seed + chunk index)
+    "diagnostics_rate_hz": 2.0,
+}
+
+
+def _resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+class PolicyNode(Node):
+    def __init__(self, policy=None, name: str = "policy", namespace: str = "/jala", overrides: dict | None = None,
+                 **node_kwargs):
+        super().__init__(name, namespace=namespace, **node_kwargs)
+        self.p = declare(self, POLICY_DEFAULTS, overrides)
+        if policy is None:
+            policy = self._load_policy()
+        self.policy = policy
+        self.action_dt = float(policy.config.action_dt)
+        self.horizon = int(policy.config.action_head.action_horizon)
+        if not 1 <= self.p["execute_steps"] <= self.horizon:
+            raise ValueError(f"execute_steps must be 1..{self.horizon}, got {self.p['execute_steps']}")
+        topics = list(self.p["image_topics"])
+        if len(topics) != policy.config.num_views:
+            raise ValueError(f"the policy takes {policy.config.num_views} view(s) but {len(topics)} image topic(s) "
+                             f"are configured: {topics}")
+        self.instruction = self.p["instruction"]
+        self._images: list[Image | None] = [None] * len(topics)
+        self._arm_state: JointState | None = None
+        self._hand_state: JointState | None = None
+        self._state_t = [0.0, 0.0]
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.running = False
+        self.chunks_published = 0
+        self.errors = 0
+        self.last_error = ""
+        self.latencies: list[float] = []  # frame stamp -> chunk published [s]
+        self.infer_ms: list[float] = []
+        self._latency_est = 0.0
+        self._next_time = 0.0
+
+        sensors = ReentrantCallbackGroup()
+        for i, t in enumerate(topics):
+            self.create_subscription(Image, t, lambda m, i=i: self._on_image(i, m), IMAGE_SUB_QOS,
+                                     callback_group=sensors)
+        self.create_subscription(JointState, self.p["arm_state_topic"], self._on_arm, STATE_QOS,
+                                 callback_group=sensors)
+        self.create_subscription(JointState, self.p["hand_state_topic"], self._on_hand, STATE_QOS,
+                                 callback_group=sensors)
+        self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED_QOS)
+        self.create_subscription(Bool, self.p["hold_topic"], self._on_hold, LATCHED_QOS,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.chunk_pub = self.create_publisher(JointTrajectory, self.p["chunk_topic"], CHUNK_QOS)
+        self.running_pub = self.create_publisher(Bool, POLICY_RUNNING_TOPIC, LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self.publish_diagnostics)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="policy-inference", daemon=True)
+        self._thread.start()
+        self._set_running(bool(self.p["autostart"]), "autostart" if self.p["autostart"] else "")
+        # Offered last: their presence means the model is loaded and the node is ready.
+        self.create_service(Trigger, "~/start", self._srv_start)
+        self.create_service(Trigger, "~/stop", self._srv_stop)
+        self.get_logger().info(f"policy ready ({policy.config.num_views} view(s), horizon {self.horizon}, "
+                               f"dt {self.action_dt:.4f} s, execute_steps {self.p['execute_steps']}, "
+                               f"device {policy.device})")
+
+    def _load_policy(self):
+        from jala_policy import JalaPolicy
+
+        ckpt = self.p["checkpoint"]
+        if not ckpt:
+            raise ValueError("parameter 'checkpoint' is empty: give a JALA policy checkpoint directory "
+                             "(python -m jala_policy.demo_checkpoint --out DIR makes a tiny random one)")
+        device = _resolve_device(self.p["device"])
+        t0 = time.perf_counter()
+        policy = JalaPolicy.from_pretrained(ckpt, device=device)
+        self.get_logger().info(f"loaded {ckpt} on {device} in {time.perf_counter() - t0:.1f} s")
+        # Warm-up (first call builds caches / kernels) so the first real chunk is not late.
+        h, w = policy.config.input_image_hw or (240, 320)
+        imgs = [np.zeros((h, w, 3), np.uint8)] * policy.config.num_views
+        state = np.zeros(policy.config.action_head.state_dim)
+        policy.predict(imgs if len(imgs) > 1 else imgs[0], self.p["instruction"], state)
+        return policy
+
+    # -------------------------------------------------------------------------------------------- inputs
+    def _on_image(self, i: int, msg: Image) -> None:
+        with self._lock:
+            self._images[i] = msg
+        self._wake.set()
+
+    def _on_arm(self, msg: JointState) -> None:
+        with self._lock:
+            self._arm_state = msg
+            self._state_t[0] = now_s(self)
+
+    def _on_hand(self, msg: JointState) -> None:
+        with self._lock:
+            self._hand_state = msg
+            self._state_t[1] = now_s(self)
+
+    def _on_instruction(self, msg: String) -> None:
+        if msg.data.strip():
+            self.instruction = msg.data
+            self.get_logger().info(f"instruction: {msg.data!r}")
+
+    def _on_hold(self, msg: Bool) -> None:
+        if msg.data and self.running:
+            self._set_running(False, "hold")
+
+    def _set_running(self, running: bool, why: str) -> None:
+        self.running = running
+        if running:
+            self._next_time = 0.0  # start with a fresh chunk at once
+            self._wake.set()
+        self.running_pub.publish(Bool(data=running))
+        if why:
+            self.get_logger().info(f"{'running' if running else 'stopped'} ({why})")
+
+    def _srv_start(self, _req, resp):
+        self._set_running(True, "start service")
+        resp.success, resp.message = True, "running"
+        return resp
+
+    def _srv_stop(self, _req, resp):
+        self._set_running(False, "stop service")
+        resp.success, resp.message = True, "stopped"
+        return resp
+
+    # ------------------------------------------------------------------------------------------ inference
+    def _observation(self, now: float):
+        """(images, proprio, stamp) from the newest inputs, or (None, reason)."""
+        with self._lock:
+            images, arm, hand, st = list(self._images), self._arm_state, self._hand_state, list(self._state_t)
+        if any(m is None for m in images):
+            return None, "waiting for camera frames"
+        if arm is None or hand is None:
+            return None, "waiting for joint states"
+        max_age = self.p["max_obs_age_s"]
+        stamp = from_time_msg(images[0].header.stamp)  # the main view's frame stamps the chunk
+        oldest = min(from_time_msg(m.header.stamp) for m in images)
+        if now - oldest > max_age:
+            return None, f"newest camera frame is {now - oldest:.3f} s old"
+        if now - min(st) > max_age:
+            return None, "joint states are stale"
+        proprio = np.concatenate([joint_positions(arm, ARM_JOINT_NAMES), joint_positions(hand, HAND_JOINT_NAMES)])
+        return ([image_to_array(m) for m in images], proprio, stamp), ""
+
+    def _loop(self) -> None:
+        idx = 0
+        last_reason = ""
+        last_stamp = 0.0
+        while not self._stop.is_set():
+            if not self.running:
+                self._wake.wait(timeout=0.05)
+                self._wake.clear()
+                continue
+            now = now_s(self)
+            if now < self._next_time:
+                time.sleep(min(self._next_time - now, 0.05))
+                continue
+            obs, reason = self._observation(now)
+            if obs is None:
+                if reason != last_reason:
+                    self.get_logger().warn(reason)
+                    last_reason = reason
+                self._wake.wait(timeout=0.01)
+                self._wake.clear()
+                continue
+            last_reason = ""
+            images, proprio, stamp = obs
+            if stamp <= last_stamp:  # never compute twice from the same frame: wait for the next one
+                self._wake.wait(timeout=0.01)
+                self._wake.clear()
+                continue
+            last_stamp = stamp
+            seed = None if self.p["seed"] < 0 else int(self.p["seed"]) + idx
+            t0 = time.perf_counter()
+            try:
+                chunk = self.policy.predict(images if len(images) > 1 else images[0], self.instruction, proprio,
+                                            timestamp=stamp, seed=seed)
+            except Exception as exc:  # noqa: BLE001 - no chunk is published; the supervisor sees the gap
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"inference failed: {self.last_error}")
+                time.sleep(0.1)
+                continue
+            infer = time.perf_counter() - t0
+            if not self.running:  # stopped or held while computing: drop the chunk
+                continue
+            self.chunk_pub.publish(chunk_to_trajectory(chunk.actions, chunk.timestamps, stamp, CHUNK_JOINT_NAMES))
+            published = now_s(self)
+            idx += 1
+            self.chunks_published += 1
+            latency = published - stamp
+            self.latencies.append(latency)
+            self.infer_ms.append(infer * 1e3)
+            if len(self.latencies) > 2000:
+                del self.latencies[:1000], self.infer_ms[:1000]
+            # Estimate of frame-to-chunk latency for scheduling: recent median, biased up a little.
+            self._latency_est = float(np.percentile(self.latencies[-20:], 75))
+            self._next_time = next_inference_time(stamp, self.action_dt, int(self.p["execute_steps"]),
+                                                  self._latency_est)
+
+    def publish_diagnostics(self) -> None:
+        lat = percentiles(self.latencies[-200:])
+        inf = percentiles(self.infer_ms[-200:])
+        # Inference errors are WARN: no chunk is published, and the supervisor's stale-policy watchdog acts.
+        level = WARN if self.last_error else OK
+        msg = self.last_error or ("running" if self.running else "stopped")
+        self.diag_pub.publish(diag_array(self, diag_status(
+            "jala/policy", level, msg, str(self.policy.device), running=self.running,
+            chunks_published=self.chunks_published, errors=self.errors,
+            latency_p50_ms=f"{lat['p50'] * 1e3:.1f}", latency_p99_ms=f"{lat['p99'] * 1e3:.1f}",
+            inference_p50_ms=f"{inf['p50']:.1f}", inference_p99_ms=f"{inf['p99']:.1f}")))
+
+    def destroy_node(self):
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    init_ros(args)
+    node = PolicyNode(name="policy")
+    spin_nodes([node], num_threads=4)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Simulated devices in one process: ONE ``hardware.sim.SimWorld`` (physics at real time) behind a camera node
+per camera, the arm node and the hand node, all on one MultiThreadedExecutor.
+
+Also publishes the task's completion on ``/jala/sim/completion`` (std_msgs/String, JSON: subtasks, done flags,
+ratio) twice a second and on request (``~/completion`` Trigger service, JSON in the message).
+
+Parameters: task, variant, seed, render_width, render_height, camera_fps, world_options (JSON for
+SimWorldConfig), camera_names (node names of the camera slots), sim_cameras (world camera per slot; '' = the
+world's cameras in order), image_topics / info_topics (per slot), arm_joint_state_rate_hz,
+hand_joint_state_rate_hz and the other arm_* / hand_* parameters (given to the arm / hand nodes without the prefix).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from rclpy.node import Node
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from .arm_node import ArmNode
+from .camera_node import CameraNode
+from .conversions import LATCHED_QOS
+from .devices import make_sim_world, pick_sim_cameras
+from .hand_node import HandNode
+from .node_utils import init_ros, declare, spin_nodes
+
+SIM_DEFAULTS = {
+    "task": "water_plant",
+    "variant": "seen",
+    "seed": 0,
+    "render_width": 320,
+    "render_height": 240,
+    "camera_fps": 30.0,
+    "world_options": "",
+    "camera_names": ["camera"],
+    "sim_cameras": [""],
+    "image_topics": ["/camera/camera/color/image_raw"],
+    "info_topics": ["/camera/camera/color/camera_info"],
+    # passed to the arm / hand nodes without the prefix (see ARM_DEFAULTS / HAND_DEFAULTS)
+    "arm_joint_state_rate_hz": 200.0,
+    "arm_diagnostics_rate_hz": 5.0,
+    "arm_min_lead_s": 0.03,
+    "arm_max_chunk_age_s": 1.0,
+    "hand_joint_state_rate_hz": 100.0,
+    "hand_diagnostics_rate_hz": 5.0,
+    "hand_max_chunk_age_s": 1.0,
+}
+
+
+def completion_dict(c) -> dict:
+    if dataclasses.is_dataclass(c):
+        d = dataclasses.asdict(c)
+    elif isinstance(c, dict):
+        d = dict(c)
+    else:
+        d = {"ratio": float(getattr(c, "ratio", float("nan")))}
+    if "ratio" not in d and hasattr(c, "ratio"):
+        d["ratio"] = float(c.ratio)
+    return json.loads(json.dumps(d, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+class SimWorldNode(Node):
+    """Owns the SimWorld's lifetime and publishes its completion."""
+
+    def __init__(self, name: str = "sim", namespace: str = "/jala", overrides: dict | None = None, world=None):
+        super().__init__(name, namespace=namespace)
+        self.p = declare(self, SIM_DEFAULTS, overrides)
+        p = self.p
+        n = len(p["camera_names"])
+        if not (len(p["image_topics"]) == len(p["info_topics"]) == n):
+            raise ValueError("camera_names, image_topics and info_topics must have one entry per camera")
+        self.world = world or make_sim_world(p["task"], p["variant"], int(p["seed"]), int(p["render_width"]),
+                                             int(p["render_height"]), float(p["camera_fps"]),
+                                             p["world_options"] or None)
+        sims = list(p["sim_cameras"]) + [""] * (n - len(p["sim_cameras"]))
+        self.sim_cameras = pick_sim_cameras(list(self.world.cameras), sims[:n], n)
+        self.completion_pub = self.create_publisher(String, "/jala/sim/completion", LATCHED_QOS)
+        self.create_timer(0.5, self.publish_completion)
+        self.create_service(Trigger, "~/completion", self._srv_completion)
+
+    def completion(self) -> dict:
+        return completion_dict(self.world.completion())
+
+    def publish_completion(self) -> None:
+        try:
+            self.completion_pub.publish(String(data=json.dumps(self.completion())))
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f"completion failed: {exc}")
+
+    def _srv_completion(self, _req, resp):
+        try:
+            resp.success, resp.message = True, json.dumps(self.completion())
+        except Exception as exc:  # noqa: BLE001
+            resp.success, resp.message = False, str(exc)
+        return resp
+
+
+def build_sim_nodes(overrides: dict | None = None, world=None, namespace: str = "/jala"):
+    """(sim world node, [camera nodes], arm node, hand node) sharing one SimWorld, devices connected and the
+    world running at real time. Used by ``main`` and by tests that need the node objects."""
+    sim = SimWorldNode(namespace=namespace, overrides=overrides, world=world)
+    p, w = sim.p, sim.world
+    for dev in (w.arm, w.hand, *[w.cameras[c] for c in sim.sim_cameras]):
+        connect = getattr(dev, "connect", None)
+        if connect is not None:
+            connect()
+    w.start_realtime()
+    cams = []
+    for name, cam, img, info in zip(p["camera_names"], sim.sim_cameras, p["image_topics"], p["info_topics"]):
+        cams.append(CameraNode(w.cameras[cam], name=f"camera_{name}", namespace=namespace,
+                               overrides={"camera_name": name, "image_topic": img, "info_topic": info,
+                                          "frame_id": f"{name}_color_optical_frame"}))
+    arm = ArmNode(w.arm, namespace=namespace, overrides={k[4:]: v for k, v in p.items() if k.startswith("arm_")})
+    hand = HandNode(w.hand, namespace=namespace, overrides={k[5:]: v for k, v in p.items() if k.startswith("hand_")})
+    return sim, cams, arm, hand
+
+
+def shutdown_world(world) -> None:
+    for step in ("stop", "close"):
+        try:
+            getattr(world, step)()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def main(args=None) -> None:
+    init_ros(args)
+    sim, cams, arm, hand = build_sim_nodes()
+    world = sim.world
+
+    def _shutdown():
+        for n in (*cams, arm, hand):
+            try:
+                n.destroy_node()
+            except Exception:  # noqa: BLE001
+                pass
+        shutdown_world(world)
+
+    spin_nodes([sim, *cams, arm, hand], num_threads=6, on_shutdown=_shutdown)
+
+
+if __name__ == "__main__":
+    main()
