@@ -100,6 +100,9 @@ class SpeedLog:
         return np.array([r[0] for r in sel]), np.array([r[1] for r in sel]), np.array([r[2] for r in sel])
 
 
+SCHEDULING_AT_IMPORT = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+
+
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def sim():
@@ -147,6 +150,17 @@ def test_connect_and_read_state(arm):
     np.testing.assert_allclose(s.ee_pose[:3, :3] @ s.ee_pose[:3, :3].T, np.eye(3), atol=1e-6)
     assert not s.in_error and s.error_message == ""
     assert abs(s.stamp - time.monotonic()) < 1.0
+
+
+def test_connect_leaves_the_calling_threads_scheduling_alone(arm):
+    """libfranka raises the constructing thread to SCHED_FIFO (as root, even with RealtimeConfig.Ignore); every
+    thread started from it later would inherit that, and busy real-time threads starve a small machine. The
+    driver gives the caller its policy back. (franky-sim serves one client: reconnect the module's arm.)"""
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == SCHEDULING_AT_IMPORT
+    arm.disconnect()
+    arm.connect()
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == SCHEDULING_AT_IMPORT
+    assert not arm.read_state().in_error
 
 
 def test_connect_to_nothing_is_a_device_error():

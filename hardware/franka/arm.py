@@ -31,7 +31,9 @@ opposite); this driver uses ``join_motion(0.0)``, whose return value is document
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -68,6 +70,31 @@ def _link_lost(message: str) -> bool:
     return any(k in message for k in ("NetworkException", "Net Exception", "UDP receive", "TCP send", "TCP receive"))
 
 
+@contextlib.contextmanager
+def _keep_thread_scheduling():
+    """Give the calling thread its scheduling policy back after franky/libfranka touched it.
+
+    libfranka's Robot constructor raises the *calling* thread to SCHED_FIFO at the highest priority whenever it
+    may (as root, even with RealtimeConfig.Ignore). Every thread started later from that thread (the ROS
+    executor, camera/SDK threads, torch workers) would inherit it, and busy threads at real-time priority
+    starve everything else on the machine. libfranka raises its own control-loop thread when a motion runs, so
+    the caller does not need the elevated priority.
+    """
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # not Linux
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            if os.sched_getscheduler(0) != policy or os.sched_getparam(0).sched_priority != param.sched_priority:
+                os.sched_setscheduler(0, policy, param)
+        except OSError as exc:
+            log.warning("could not restore the thread's scheduling policy after connecting: %s", exc)
+
+
 class FrankaArm(Arm):
     def __init__(self, config: FrankaArmConfig | None = None):
         self.config = config if config is not None else FrankaArmConfig()
@@ -96,8 +123,9 @@ class FrankaArm(Arm):
                 return
             rt = franky.RealtimeConfig.Enforce if cfg.realtime == RealtimeMode.ENFORCE else franky.RealtimeConfig.Ignore
             try:
-                robot = franky.Robot(cfg.robot_ip, relative_dynamics_factor=float(cfg.relative_dynamics_factor),
-                                     realtime_config=rt)
+                with _keep_thread_scheduling():
+                    robot = franky.Robot(cfg.robot_ip, relative_dynamics_factor=float(cfg.relative_dynamics_factor),
+                                         realtime_config=rt)
             except Exception as exc:  # franky.NetworkException, IncompatibleVersionException, RealtimeException
                 raise DeviceError(f"FR3 at {cfg.robot_ip}: could not connect ({_fmt_exc(exc)})") from exc
             try:
