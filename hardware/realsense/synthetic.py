@@ -81,9 +81,14 @@ def write_synthetic_bag(path: str | os.PathLike, *, serial: str = "f0000001", n_
                         fps: int = 30, depth_units: float | None = 0.00025, first_timestamp_ms: float = 1000.0,
                         color_coeffs: Sequence[float] = L515_LIKE_COLOR_COEFFS,
                         depth_base: int = 2000, depth_step: int = 4,
-                        pause_after: int | None = None, pause_s: float = 0.0) -> SyntheticRecording:
+                        pause_after: int | None = None, pause_s: float = 0.0,
+                        paced: bool | None = None) -> SyntheticRecording:
     """Record ``n_frames`` synthetic frames of a software L515 to ``path`` (.bag). ``pause_after=k`` with
     ``pause_s`` leaves a gap of that many wall-clock seconds after frame k (a stall on real-time playback).
+    ``paced`` records one frame per frame period of wall-clock time, as a camera delivers them (the bag's
+    timeline is the recorder's clock); it defaults to on when there is a pause, because a real-time playback of
+    an unpaced burst hands the whole burst to the SDK's syncer at once, which can hold the burst's last
+    frameset until the next frame arrives, i.e. after the pause.
     ``depth_size=None`` records colour only; ``depth_units=None`` records no depth-units option."""
     import pyrealsense2 as rs
 
@@ -128,8 +133,15 @@ def write_synthetic_bag(path: str | os.PathLike, *, serial: str = "f0000001", n_
     for s, p in zip(sensors, profiles):
         s.open(p)
         s.start(lambda f: None)
+    if paced is None:
+        paced = pause_after is not None and pause_s > 0
+    period = 1.0 / fps
     stamps = []
+    next_frame = time.monotonic()
     for n in range(n_frames):
+        if paced:
+            time.sleep(max(0.0, next_frame - time.monotonic()))
+            next_frame += period
         ts = first_timestamp_ms + n * 1000.0 / fps
         stamps.append(ts)
         if depth_size is not None:
@@ -147,6 +159,7 @@ def write_synthetic_bag(path: str | os.PathLike, *, serial: str = "f0000001", n_
         csens.on_video_frame(f)
         if pause_after is not None and n == pause_after and pause_s > 0:
             time.sleep(pause_s)
+            next_frame = time.monotonic() + period
     for s in sensors:
         s.stop()
         s.close()

@@ -9,7 +9,9 @@ Two ways to run physics:
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ from .scene import (  # noqa: E402
     camera_fovy,
 )
 from .tasks import TASK_CLASSES, Completion  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 # FR3 datasheet limits, shared with the real arm's safety gate (hardware/franka/safety.py)
 FR3_Q_MIN = np.array(_safety.FR3_Q_MIN)
@@ -54,8 +58,15 @@ class SimWorldConfig:
     hand_full_travel_s: float = 0.8  # time for a hand DoF to travel 0..1000 (Inspire RH56: ~0.8-1 s)
     grasp_assist: bool = True  # weld a grasped object to the palm (see GraspAssist)
     render_depth: bool = False  # also render depth (metres) into CameraFrame.depth
-    task_tick_steps: int = 5  # run detectors / ink / grasp logic every this many physics steps
+    task_tick_steps: int = 5  # physics steps per control tick: servo setpoints, detectors, ink and grasp logic
     arm_velocity_margin: float = 1.0  # chunk joint speeds may reach this share of the FR3 velocity limits
+    # start_realtime(): when physics falls further behind the wall clock than this (a starved CPU), the simulated
+    # clock slips instead of fast-forwarding, so a chunk never plays out in a burst that holds cannot interrupt
+    max_realtime_lag_s: float = 0.05
+    # start_realtime() sets the interpreter's GIL switch interval (sys.setswitchinterval) to this until stop(); 0
+    # leaves it alone. The default 5 ms lets busy Python threads (an rclpy executor, state publishers) keep the
+    # physics thread off the GIL for 5 ms after every MuJoCo call, and physics then falls behind the wall clock
+    realtime_switch_interval_s: float = 0.001
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -66,6 +77,11 @@ class SimWorldConfig:
             raise ValueError("render size must be at least 16x16")
         if self.camera_fps <= 0 or self.timestep <= 0 or self.realtime_factor <= 0:
             raise ValueError("camera_fps, timestep and realtime_factor must be positive")
+        if not self.realtime_switch_interval_s >= 0:
+            raise ValueError(f"realtime_switch_interval_s must be >= 0, got {self.realtime_switch_interval_s}")
+        if not self.max_realtime_lag_s >= self.timestep:
+            raise ValueError(f"max_realtime_lag_s must be at least one timestep ({self.timestep} s), "
+                             f"got {self.max_realtime_lag_s}")
 
 
 # ------------------------------------------------------------------------------------------ grasp assist
@@ -287,7 +303,9 @@ class SimArm(Arm):
         self._require()
         w = self._w
         with w.lock:
-            w.arm_ctrl.hold(w.data.qpos[w.arm_qadr].copy())
+            q = w.data.qpos[w.arm_qadr].copy()
+            w.arm_ctrl.hold(q)
+            w.data.ctrl[w.arm_act] = q  # now, not at the next control tick
 
     def recover(self) -> None:
         self._require()  # the simulated arm has no reflexes to recover from
@@ -465,6 +483,10 @@ class SimWorld:
         self.cameras: dict[str, SimCamera] = {n: SimCamera(self, n) for n in self.task.cameras}
         self._steps = 0
         self._tick_hooks: list = []
+        self.realtime_slip_s = 0.0  # simulated time given up to keep within max_realtime_lag_s (see _physics_loop)
+        self.realtime_slips = 0
+        self._last_slip_log = float("-inf")
+        self._saved_switch_interval: float | None = None
         self.reset(cfg.seed)
 
     # ------------------------------------------------------------------------------------------ episode
@@ -494,25 +516,37 @@ class SimWorld:
             self.task.reset_progress()
             mujoco.mj_forward(self.model, self.data)
             # let objects settle on the table with the robot holding still
-            for _ in range(int(0.3 / self.model.opt.timestep)):
-                self._step_once()
+            self._advance(int(0.3 / self.model.opt.timestep))
             self.data.time = 0.0
             self.task.reset_progress()
             self._steps = 0
 
-    def _step_once(self):
+    def _advance(self, n: int) -> None:
+        """Advance ``n`` physics steps (world lock held). Control runs in ticks of ``task_tick_steps`` steps: at the
+        start of a tick the servo setpoints are taken at the tick's midpoint and held for the tick, which MuJoCo
+        then runs in one ``mj_step(nstep=...)`` call; at its end the tick hooks, grasp logic and task detectors
+        run. (One mj_step call per tick matters in real time: each call gives up the GIL and must win it back.)"""
+        k = self.config.task_tick_steps
+        dt = self.model.opt.timestep
         d = self.data
-        # joint servos (MuJoCo position actuators, kp/kv from fr3.xml) with velocity feed-forward: the kv term
-        # damps absolute joint velocity, so without it the arm would lag a moving setpoint by kv/kp * velocity
-        d.ctrl[self.arm_act] = self.arm_ctrl.update(float(d.time)) + self._kv_over_kp * self.arm_ctrl.velocity
-        d.ctrl[self.hand_act] = self.hand_ctrl.update(self.model.opt.timestep)
-        mujoco.mj_step(self.model, d)
-        self._steps += 1
-        if self._steps % self.config.task_tick_steps == 0:
-            for hook in self._tick_hooks:
-                hook()
-            self.grasp.update()
-            self.task.tick()
+        while n > 0:
+            phase = self._steps % k
+            if phase == 0:
+                # joint servos (MuJoCo position actuators, kp/kv from fr3.xml) with velocity feed-forward: the kv
+                # term damps absolute joint velocity, so without it the arm would lag a moving setpoint by
+                # kv/kp * velocity
+                setpoint = self.arm_ctrl.update(float(d.time) + 0.5 * k * dt)
+                d.ctrl[self.arm_act] = setpoint + self._kv_over_kp * self.arm_ctrl.velocity
+                d.ctrl[self.hand_act] = self.hand_ctrl.update(k * dt)
+            m = min(n, k - phase)
+            mujoco.mj_step(self.model, d, nstep=m)
+            self._steps += m
+            n -= m
+            if self._steps % k == 0:
+                for hook in self._tick_hooks:
+                    hook()
+                self.grasp.update()
+                self.task.tick()
 
     def step(self, n: int = 1) -> None:
         """Advance physics by ``n`` steps (``n * config.timestep`` seconds)."""
@@ -521,8 +555,7 @@ class SimWorld:
         if self.closed:
             raise DeviceError("simulated world is closed")
         with self.lock:
-            for _ in range(int(n)):
-                self._step_once()
+            self._advance(int(n))
 
     def step_seconds(self, seconds: float) -> None:
         self.step(max(1, int(round(seconds / self.model.opt.timestep))))
@@ -579,32 +612,53 @@ class SimWorld:
 
     # ---------------------------------------------------------------------------------------- real time
     def start_realtime(self) -> None:
-        """Run physics paced to the wall clock in a background thread, plus a camera thread at camera_fps."""
+        """Run physics paced to the wall clock in a background thread, plus a camera thread at camera_fps. Lowers
+        the GIL switch interval to ``config.realtime_switch_interval_s`` until stop() (see SimWorldConfig)."""
         if self.closed:
             raise DeviceError("simulated world is closed")
         if self.realtime:
             return
         self._stop.clear()
         self.realtime = True
+        if self.config.realtime_switch_interval_s > 0:
+            self._saved_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._saved_switch_interval, self.config.realtime_switch_interval_s))
         phys = threading.Thread(target=self._physics_loop, name="simworld-physics", daemon=True)
         cam = threading.Thread(target=self._camera_loop, name="simworld-cameras", daemon=True)
         self._threads = [phys, cam]
         for t in self._threads:
             t.start()
 
+    # physics steps per hold of the world lock in real time: 10 x 2 ms keeps every other user of the lock (holds,
+    # state reads, renders) waiting a few milliseconds at most
+    _STEPS_PER_LOCK = 10
+
     def _physics_loop(self):
         dt = self.model.opt.timestep
         rate = self.config.realtime_factor
+        max_lag = self.config.max_realtime_lag_s
         wall0, sim0 = time.perf_counter(), self.sim_time
         while not self._stop.is_set():
             target = sim0 + (time.perf_counter() - wall0) * rate
+            lag = target - float(self.data.time)
+            if lag > max_lag:  # starved of CPU: let the simulated clock slip rather than fast-forward
+                slip = lag - max_lag
+                sim0 -= slip
+                target -= slip
+                self.realtime_slip_s += slip
+                self.realtime_slips += 1
+                now = time.monotonic()
+                if now - self._last_slip_log > 5.0:
+                    self._last_slip_log = now
+                    log.warning("simulated world: physics fell %.0f ms behind the wall clock (CPU starved); the "
+                                "simulated clock slipped (%.2f s in total so far)", lag * 1e3, self.realtime_slip_s)
             with self.lock:
-                n = 0
-                while self.data.time + 0.5 * dt < target and n < 50:
-                    self._step_once()
-                    n += 1
-            if n < 50:
-                time.sleep(0.0005)
+                n = min(self._STEPS_PER_LOCK, int((target - float(self.data.time)) / dt + 0.5))
+                if n > 0:
+                    self._advance(n)
+            # sleep even when behind: threading locks are not fair, and a thread that re-acquires at once can keep
+            # a waiting hold() or read_state() out for as long as it is behind
+            time.sleep(0.0005 if n < self._STEPS_PER_LOCK else 0.0001)
 
     def _camera_loop(self):
         period = 1.0 / self.config.camera_fps
@@ -630,6 +684,9 @@ class SimWorld:
             t.join(timeout=5.0)
         self._threads = []
         self.realtime = False
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
         for cam in self.cameras.values():
             with cam._cond:
                 cam._cond.notify_all()
