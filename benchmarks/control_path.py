@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     print(f"  of which policy inference      p50 {inf['p50']:7.1f} ms   p99 {inf['p99']:7.1f} ms")
     for key, label in (("arm_joint_states", "arm joint states"), ("hand_joint_states", "hand joint states")):
         s = r[key]
-        print(f"  {label:<18} {s['hz']:7.1f} Hz   period p50 {s['period_p50_ms']:6.1f} ms   "
-              f"p99 {s['period_p99_ms']:6.1f} ms")
+        print(f"  {label:<18} published {s.get('published_hz', float('nan')):6.1f} Hz   received "
+              f"{s['hz']:6.1f} Hz   period p50 {s['period_p50_ms']:6.1f} ms   p99 {s['period_p99_ms']:6.1f} ms")
     for t, s in r["cameras"].items():
         print(f"  camera {t}: {s['hz']:.1f} Hz")
     print(f"  chunks executed: arm {r['arm'].get('chunks_executed')}, hand {r['hand'].get('chunks_executed')}; "

@@ -260,6 +260,38 @@ def test_realtime_mode_paces_physics_and_streams_frames():
         w.close()
 
 
+def test_starved_realtime_physics_slips_instead_of_fast_forwarding_a_chunk():
+    """When physics cannot run for a while (here: the world lock held for 0.6 s, as a starved CPU would), the
+    arm does not then play the missed part of its chunk in one burst that nothing can interrupt: the simulated
+    clock slips, at most max_realtime_lag_s is made up, and a hold right after still stops the arm short."""
+    w = make("water_plant", camera_fps=5.0, max_realtime_lag_s=0.05)
+    before = sys.getswitchinterval()
+    try:
+        w.start_realtime()
+        assert sys.getswitchinterval() == pytest.approx(min(before, w.config.realtime_switch_interval_s))
+        q1 = READY_Q + np.array([0.6, 0, 0, 0, 0, 0, 0])
+        w.arm.execute(ramp(READY_Q, q1, 2.0))  # 0.3 rad/s on joint 1
+        time.sleep(0.2)
+        with w.lock:
+            s0 = w.sim_time
+            time.sleep(0.6)
+        time.sleep(0.03)
+        w.arm.hold()
+        s1 = w.sim_time
+        assert s1 - s0 < 0.05 + 0.03 + 0.05, f"sim clock jumped {s1 - s0:.3f} s after a 0.6 s stall"
+        assert w.realtime_slips >= 1 and w.realtime_slip_s > 0.4
+        q_hold = w.arm.read_state().q[0]
+        assert q_hold - READY_Q[0] < 0.3 * (0.2 + 0.15) + 0.05  # nowhere near the 0.6 s of motion it missed
+        time.sleep(0.3)
+        assert abs(w.arm.read_state().q[0] - q_hold) < 0.01
+        w.stop()
+        assert sys.getswitchinterval() == pytest.approx(before)
+    finally:
+        w.close()
+    with pytest.raises(ValueError, match="max_realtime_lag_s"):
+        SimWorldConfig(max_realtime_lag_s=0.0)
+
+
 # ----------------------------------------------------------------------------------------- detectors
 def test_water_plant_detectors(wp):
     wp.reset(3)

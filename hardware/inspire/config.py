@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from hardware.config_checks import ConfigProblems, is_int, is_number
 
 from hardware.interfaces import HAND_DOF
 from hardware.inspire.registers import FORCE_LIMIT_MAX, FORCE_LIMIT_MIN, READ_PLANS, SPEED_MAX, ByteOrder
@@ -56,17 +57,8 @@ class InspireHandConfig:
     state_max_age_s: float = 0.5  # loop: read_state() raises DeviceTimeout when its last state is older
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                problems.append(msg)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        problems = ConfigProblems()
+        need = problems.need
 
         need(self.transport in TRANSPORTS, f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
         if self.transport == "tcp":
@@ -77,17 +69,18 @@ class InspireHandConfig:
                  "serial_port must be a non-empty string")
             need(is_int(self.baudrate) and self.baudrate > 0, f"baudrate must be a positive int, got {self.baudrate!r}")
         need(is_int(self.device_id) and 1 <= self.device_id <= 247, f"device_id must be 1..247, got {self.device_id!r}")
-        need(is_num(self.timeout) and self.timeout > 0, f"timeout must be > 0 s, got {self.timeout!r}")
+        need(is_number(self.timeout) and self.timeout > 0, f"timeout must be > 0 s, got {self.timeout!r}")
         need(is_int(self.retries) and self.retries >= 0, f"retries must be an int >= 0, got {self.retries!r}")
         need(isinstance(self.reconnect, bool), f"reconnect must be a bool, got {self.reconnect!r}")
         need(is_int(self.reconnect_attempts) and self.reconnect_attempts >= 1,
              f"reconnect_attempts must be an int >= 1, got {self.reconnect_attempts!r}")
-        need(is_num(self.reconnect_delay_s) and self.reconnect_delay_s >= 0,
+        need(is_number(self.reconnect_delay_s) and self.reconnect_delay_s >= 0,
              f"reconnect_delay_s must be >= 0, got {self.reconnect_delay_s!r}")
-        need(is_num(self.reconnect_delay_max_s) and self.reconnect_delay_max_s >= (
-            self.reconnect_delay_s if is_num(self.reconnect_delay_s) else 0),
+        need(is_number(self.reconnect_delay_max_s) and self.reconnect_delay_max_s >= (
+            self.reconnect_delay_s if is_number(self.reconnect_delay_s) else 0),
             f"reconnect_delay_max_s must be >= reconnect_delay_s, got {self.reconnect_delay_max_s!r}")
-        need(is_num(self.rate_hz) and 0 <= self.rate_hz <= 1000, f"rate_hz must be in [0, 1000], got {self.rate_hz!r}")
+        need(is_number(self.rate_hz) and 0 <= self.rate_hz <= 1000,
+             f"rate_hz must be in [0, 1000], got {self.rate_hz!r}")
         speed = _per_dof(self.speed)
         need(speed is not None and all(1 <= v <= SPEED_MAX for v in speed),
              f"speed must be an int or {HAND_DOF} ints in 1..{SPEED_MAX}, got {self.speed!r}")
@@ -101,12 +94,11 @@ class InspireHandConfig:
             problems.append(f"byte_order must be one of {[b.value for b in ByteOrder]}, got {self.byte_order!r}")
         need(self.read_plan in READ_PLANS, f"read_plan must be one of {sorted(READ_PLANS)}, got {self.read_plan!r}")
         need(isinstance(self.hold_on_device_error, bool), "hold_on_device_error must be a bool")
-        need(self.stale_hold_s is None or (is_num(self.stale_hold_s) and self.stale_hold_s > 0),
+        need(self.stale_hold_s is None or (is_number(self.stale_hold_s) and self.stale_hold_s > 0),
              f"stale_hold_s must be None or > 0, got {self.stale_hold_s!r}")
-        need(is_num(self.state_max_age_s) and self.state_max_age_s > 0,
+        need(is_number(self.state_max_age_s) and self.state_max_age_s > 0,
              f"state_max_age_s must be > 0, got {self.state_max_age_s!r}")
-        if problems:
-            raise ValueError("invalid InspireHandConfig: " + "; ".join(problems))
+        problems.raise_if_any(ValueError, "InspireHandConfig")
         self.speed = speed
         self.force_limits = limits
 

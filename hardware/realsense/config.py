@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from hardware.config_checks import ConfigProblems, is_int, is_number
 
 
 class ConfigError(ValueError):
@@ -56,17 +57,8 @@ class RealSenseCameraConfig:
     playback_repeat: bool = False  # loop the recording
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                problems.append(msg)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_nonneg(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        problems = ConfigProblems()
+        need = problems.need
 
         need(isinstance(self.serial, str), f"serial must be a string, got {self.serial!r}")
         need(isinstance(self.name, str) and bool(self.name.strip()), "name must be a non-empty string")
@@ -84,18 +76,18 @@ class RealSenseCameraConfig:
                                 f"(supported: {_profile_table(L515_DEPTH_PROFILES)})")
             need(self.reconnect_attempts >= 0, "reconnect_attempts must be >= 0")
         if self.depth_scale is not None:
-            need(is_nonneg(self.depth_scale) and self.depth_scale > 0,
+            need(is_number(self.depth_scale) and self.depth_scale > 0,
                  f"depth_scale must be a positive number of metres per unit, got {self.depth_scale!r}")
-        for f in ("first_frame_timeout_s",):
-            need(is_nonneg(getattr(self, f)) and getattr(self, f) > 0, f"{f} must be > 0")
-        need(is_nonneg(self.reconnect_interval_s), "reconnect_interval_s must be >= 0")
+        need(is_number(self.first_frame_timeout_s) and self.first_frame_timeout_s > 0,
+             "first_frame_timeout_s must be > 0")
+        need(is_number(self.reconnect_interval_s) and self.reconnect_interval_s >= 0,
+             "reconnect_interval_s must be >= 0")
         for f in ("enable_depth", "align_depth_to_color", "reconnect", "playback_real_time", "playback_repeat"):
             need(isinstance(getattr(self, f), bool), f"{f} must be true/false, got {getattr(self, f)!r}")
         if self.playback_file is not None:
             need(isinstance(self.playback_file, str) and bool(self.playback_file.strip()),
                  "playback_file must be a path to a .bag file or None")
-        if problems:
-            raise ConfigError(f"invalid RealSenseCameraConfig for {self.name!r}: " + "; ".join(problems))
+        problems.raise_if_any(ConfigError, f"RealSenseCameraConfig for {self.name!r}")
 
     @property
     def is_playback(self) -> bool:

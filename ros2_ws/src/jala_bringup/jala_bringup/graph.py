@@ -154,8 +154,8 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
             "image_topics": image_topics,
             "info_topics": info_topics,
             # the arm and hand nodes inside sim_devices take these (prefix stripped)
-            **{f"arm_{k}": v for k, v in cfg["arm"].items()},
-            **{f"hand_{k}": v for k, v in cfg["hand"].items()},
+            **{f"arm_{k}": v for k, v in {**cfg["arm"], **sim.get("arm", {})}.items()},
+            **{f"hand_{k}": v for k, v in {**cfg["hand"], **sim.get("hand", {})}.items()},
         }
         params.update(extra("sim_devices"))
         specs.append(NodeSpec("sim_devices", PACKAGE, "sim_devices", None, ns, params))

@@ -126,6 +126,9 @@ class Metrics:
     completion: dict | None = None
     holds: int = 0
     arm_q: list = field(default_factory=list)  # (t, q) samples while running
+    # (arrival time, states_published) from the arm / hand diagnostics: the publish rate at the source
+    arm_published: list = field(default_factory=list)
+    hand_published: list = field(default_factory=list)
 
 
 class Monitor:
@@ -176,10 +179,12 @@ class Monitor:
 
         def on_diag(msg):
             for st in msg.status:
-                if st.name == "jala/arm":
-                    self.m.arm_diag = values_of(st) | {"message": st.message}
-                elif st.name == "jala/hand":
-                    self.m.hand_diag = values_of(st) | {"message": st.message}
+                if st.name in ("jala/arm", "jala/hand"):
+                    values = values_of(st) | {"message": st.message}
+                    dev = st.name.split("/")[1]
+                    setattr(self.m, f"{dev}_diag", values)
+                    if "states_published" in values:
+                        getattr(self.m, f"{dev}_published").append((time.monotonic(), int(values["states_published"])))
                 elif st.name == "jala/policy":
                     self.m.policy_diag = values_of(st) | {"message": st.message}
                 elif st.name == "jala/supervisor":
@@ -232,6 +237,14 @@ class Monitor:
         self.executor.shutdown(timeout_sec=1.0)
         self._thread.join(timeout=2.0)
         self.node.destroy_node()
+
+
+def published_rate(samples: list[tuple[float, int]], t0: float, t1: float) -> float:
+    """Messages per second between the first and the last (time, count) sample inside [t0, t1]."""
+    inside = [(t, n) for t, n in samples if t0 <= t <= t1]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 def rate_stats(times: list[float], t0: float, t1: float) -> dict:
@@ -342,8 +355,10 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
                 m.completion = json.loads(msg)
         report.update({
             "cameras": {t: rate_stats(v, t0, t1) for t, v in m.camera_stamps.items()},
-            "arm_joint_states": rate_stats(m.arm_state_times, t0, t1),
-            "hand_joint_states": rate_stats(m.hand_state_times, t0, t1),
+            "arm_joint_states": rate_stats(m.arm_state_times, t0, t1)
+            | {"published_hz": published_rate(m.arm_published, t0, t1)},
+            "hand_joint_states": rate_stats(m.hand_state_times, t0, t1)
+            | {"published_hz": published_rate(m.hand_published, t0, t1)},
             "chunks_received": len(m.chunk_latency),
             "latency_ms": {f"p{p}": float(np.percentile(m.chunk_latency, p) * 1e3) if m.chunk_latency
                            else float("nan") for p in (50, 99)},
@@ -376,7 +391,8 @@ def format_report(r: dict) -> str:
             lines.append(f"  camera {t}: {s['hz']:.1f} Hz")
         for key, label in (("arm_joint_states", "arm joint states"), ("hand_joint_states", "hand joint states")):
             s = r[key]
-            lines.append(f"  {label}: {s['hz']:.1f} Hz (period p50 {s['period_p50_ms']:.1f} ms, "
+            lines.append(f"  {label}: published {s.get('published_hz', float('nan')):.1f} Hz by the node; received "
+                         f"here {s['hz']:.1f} Hz (period p50 {s['period_p50_ms']:.1f} ms, "
                          f"p99 {s['period_p99_ms']:.1f} ms)")
         lat = r["latency_ms"]
         lines.append(f"  camera-frame-to-chunk latency: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "

@@ -10,23 +10,16 @@
 """
 from __future__ import annotations
 
-import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
-from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool  # noqa: F401 - the hold topic type (see HoldListener)
-from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from hardware.interfaces import HAND_RANGE
 
-from .conversions import CHUNK_QOS, STATE_QOS, joint_state_msg, trajectory_to_chunk
+from .conversions import joint_state_msg, trajectory_to_chunk
 from .core import HAND_JOINT_NAMES, ChunkError, HandPlayer
-from .node_utils import (CHUNK_TOPIC, DIAGNOSTICS_TOPIC, ERROR, HAND_STATE_TOPIC, HOLD_TOPIC, OK, WARN, HoldListener,
-                         declare, diag_array, diag_status, init_ros, now_s, spin_nodes)
+from .device_node import DeviceNode
+from .node_utils import CHUNK_TOPIC, HAND_STATE_TOPIC, HOLD_TOPIC, init_ros, now_s, spin_nodes
 
 HAND_DEFAULTS = {
     "chunk_topic": CHUNK_TOPIC,
@@ -44,69 +37,48 @@ HAND_DEFAULTS = {
 }
 
 
-class HandNode(Node):
+class HandNode(DeviceNode):
+    LABEL = "hand"
+    DIAG_NAME = "jala/hand"
+    player: HandPlayer | None = None  # set by start(); a class default, as the hold listener may call in first
+
     def __init__(self, hand=None, name: str = "hand", namespace: str = "/jala", overrides: dict | None = None,
                  **node_kwargs):
-        super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, HAND_DEFAULTS, overrides)
-        self.hand = hand
-        self.player: HandPlayer | None = None
-        self._lock = threading.RLock()
-        self.held = False
-        self.hold_reason = ""
-        self.hold_stamp = 0.0
-        self.fault = ""
-        self.chunks_executed = 0
-        self.chunks_refused = 0
-        self.last_state = None
-        cmd_group = MutuallyExclusiveCallbackGroup()
-        self.state_pub = self.create_publisher(JointState, self.p["joint_state_topic"], STATE_QOS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
-        self.create_subscription(JointTrajectory, self.p["chunk_topic"], self._on_chunk, CHUNK_QOS,
-                                 callback_group=cmd_group)
-        self.hold_listener = HoldListener(self, self.p["hold_topic"], self._on_hold_cmd)
-        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "~/recover", self._srv_recover, callback_group=cmd_group)
-        self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self.publish_diagnostics,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        self._stop = threading.Event()
-        self._state_thread: threading.Thread | None = None
+        super().__init__(hand, name, namespace, HAND_DEFAULTS, overrides, **node_kwargs)
         if hand is not None:
             self.start(hand)
 
+    @property
+    def hand(self):
+        return self.device
+
     def start(self, hand) -> None:
-        self.hand = hand
         self.player = HandPlayer(hand, on_error=lambda exc: self._fault(f"hand refused a target: {exc}"))
-        self._state_thread = threading.Thread(target=self._state_loop, name="hand-state", daemon=True)
-        self._state_thread.start()
+        super().start(hand)
 
-    def _state_loop(self) -> None:
-        period = 1.0 / float(self.p["joint_state_rate_hz"])
-        next_t = time.monotonic()
-        last_err = ""
-        while not self._stop.is_set():
-            try:
-                st = self.hand.read_state()
-                self.last_state = st
-                self.state_pub.publish(joint_state_msg(HAND_JOINT_NAMES, st.angles, None, st.forces, now_s(self)))
-                if st.has_error and not self.fault:
-                    errs = {HAND_JOINT_NAMES[i]: sorted(e) for i, e in enumerate(st.errors) if e}
-                    self._fault(f"hand reports errors: {errs}")
-                last_err = ""
-            except Exception as exc:  # noqa: BLE001
-                if self._stop.is_set() or not self.context.ok():
-                    return
-                if str(exc) != last_err:
-                    self.get_logger().error(f"reading the hand state failed: {exc}")
-                    last_err = str(exc)
-                    self._fault(f"hand state read failed: {exc}", hold=False)
-            next_t += period
-            delay = next_t - time.monotonic()
-            if delay < -period:
-                next_t = time.monotonic()
-            elif delay > 0:
-                time.sleep(delay)
+    # ------------------------------------------------------------------------------------------ device hooks
+    def _publish_state(self) -> None:
+        st = self.hand.read_state()
+        self.last_state = st
+        self.state_pub.publish(joint_state_msg(HAND_JOINT_NAMES, st.angles, None, st.forces, now_s(self)))
+        if st.has_error and not self.fault:
+            errs = {HAND_JOINT_NAMES[i]: sorted(e) for i, e in enumerate(st.errors) if e}
+            self._fault(f"hand reports errors: {errs}")
 
+    def _hold_device(self) -> None:
+        if self.player is not None:
+            self.player.clear()
+        self.hand.hold()
+
+    def _recover_device(self) -> str:
+        self.hand.clear_errors()
+        st = self.hand.read_state()
+        return f"hand still reports errors after clear_errors: {st.errors}" if st.has_error else ""
+
+    def _diag_values(self) -> dict:
+        return {"commands_sent": self.player.commands_sent if self.player else 0}
+
+    # ------------------------------------------------------------------------------------------ commands
     def _on_chunk(self, msg: JointTrajectory) -> None:
         with self._lock:
             if self.held or self.player is None:
@@ -121,9 +93,7 @@ class HandNode(Node):
                     raise ChunkError(f"hand targets outside {lo:.0f}..{hi:.0f}: min {angles.min():.1f}, "
                                      f"max {angles.max():.1f}")
             except ChunkError as exc:
-                self.chunks_refused += 1
-                self.get_logger().error(f"refusing action chunk: {exc}")
-                self._fault(f"refused chunk: {exc}")
+                self._refuse(f"refused chunk: {exc}")
                 return
             if now - chunk.stamp > self.p["max_chunk_age_s"]:  # late, not malformed: skip it
                 self.chunks_refused += 1
@@ -135,79 +105,9 @@ class HandNode(Node):
             self.player.load(time.monotonic() + rel, angles[keep])
             self.chunks_executed += 1
 
-    def _on_hold_cmd(self, msg: Bool) -> None:
-        if msg.data:
-            self.hold("supervisor hold")
-
-    def hold(self, reason: str) -> None:
-        """Hold the current angles and refuse chunks until recover() (``hold_stamp`` as in ArmNode.hold)."""
-        with self._lock:
-            first = not self.held
-            if self.player is not None:
-                self.player.clear()
-            try:
-                if self.hand is not None:
-                    self.hand.hold()
-            except Exception as exc:  # noqa: BLE001
-                self.get_logger().error(f"hand hold failed: {exc}")
-                self.fault = self.fault or f"hold failed: {exc}"
-            if first:
-                self.hold_stamp = now_s(self)
-                self.hold_reason = reason
-            self.held = True
-        if first:
-            self.get_logger().warn(f"HOLD: {reason}")
-            self.publish_diagnostics()
-
-    def _fault(self, reason: str, hold: bool = True) -> None:
-        self.fault = reason
-        if hold:
-            self.hold(reason)
-        else:
-            self.publish_diagnostics()
-
-    def recover(self) -> tuple[bool, str]:
-        with self._lock:
-            try:
-                if self.hand is not None:
-                    self.hand.clear_errors()
-                    st = self.hand.read_state()
-                    if st.has_error:
-                        return False, f"hand still reports errors after clear_errors: {st.errors}"
-            except Exception as exc:  # noqa: BLE001
-                return False, f"recover failed: {exc}"
-            self.held = False
-            self.fault = ""
-            self.hold_reason = ""
-        self.get_logger().info("recovered: accepting chunks")
-        self.publish_diagnostics()
-        return True, "recovered"
-
-    def _srv_estop(self, _req, resp):
-        self.hold("estop service")
-        resp.success, resp.message = True, "holding; call recover to resume"
-        return resp
-
-    def _srv_recover(self, _req, resp):
-        resp.success, resp.message = self.recover()
-        return resp
-
-    def publish_diagnostics(self) -> None:
-        level = ERROR if self.fault else (WARN if self.held else OK)
-        msg = self.fault or (f"holding: {self.hold_reason}" if self.held else "following chunks")
-        sent = self.player.commands_sent if self.player else 0
-        self.diag_pub.publish(diag_array(self, diag_status(
-            "jala/hand", level, msg, "", held=self.held, hold_reason=self.hold_reason,
-            hold_stamp=f"{self.hold_stamp:.6f}", chunks_executed=self.chunks_executed,
-            chunks_refused=self.chunks_refused, commands_sent=sent)))
-
     def destroy_node(self):
-        self.hold_listener.close()
-        self._stop.set()
         if self.player is not None:
             self.player.close()
-        if self._state_thread is not None:
-            self._state_thread.join(timeout=1.0)
         return super().destroy_node()
 
 

@@ -42,7 +42,7 @@ SIM_DEFAULTS = {
     "arm_diagnostics_rate_hz": 5.0,
     "arm_min_lead_s": 0.03,
     "arm_max_chunk_age_s": 1.0,
-    "hand_joint_state_rate_hz": 100.0,
+    "hand_joint_state_rate_hz": 125.0,
     "hand_diagnostics_rate_hz": 5.0,
     "hand_max_chunk_age_s": 1.0,
 }

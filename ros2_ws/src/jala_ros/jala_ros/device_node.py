@@ -1,0 +1,189 @@
+"""DeviceNode: what the arm and hand nodes share.
+
+- The hold latch: ``hold(reason)`` (from the ``~/estop`` service, the supervisor's latched ``/jala/hold`` topic,
+  or a fault) makes the device hold position and the node refuse chunks until ``recover()`` (``~/recover``)
+  clears the device's errors. ``hold_stamp`` is the ROS time at which the device accepted the hold command;
+  ``held`` turns True only after that, so observers see a consistent stamp.
+- Joint states published from the node's own thread at ``joint_state_rate_hz`` (not an executor timer, so a
+  busy executor does not thin them out). A device that cannot be read is reported at ERROR without a hold
+  command (one it could not deliver); the supervisor holds the rest of the robot on that ERROR.
+- Diagnostics (``DIAG_NAME``) periodically and at once on every hold: level, hold reason and stamp, chunk
+  counters, ``states_published`` (joint-state messages sent, for the publish rate at the source).
+
+Subclasses implement ``_on_chunk`` and the device hooks ``_hold_device``, ``_recover_device``,
+``_publish_state`` and ``_diag_values``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from .conversions import CHUNK_QOS, STATE_QOS
+from .node_utils import DIAGNOSTICS_TOPIC, ERROR, OK, WARN, HoldListener, declare, diag_array, diag_status, now_s
+
+
+class DeviceNode(Node):
+    LABEL = "device"  # in log lines and fault messages: "arm", "hand"
+    DIAG_NAME = "jala/device"
+
+    def __init__(self, device, name: str, namespace: str, defaults: dict[str, Any],
+                 overrides: dict[str, Any] | None = None, **node_kwargs):
+        super().__init__(name, namespace=namespace, **node_kwargs)
+        self.p = declare(self, defaults, overrides)
+        self.device = device
+        self._lock = threading.RLock()
+        self.held = False
+        self.hold_reason = ""
+        self.hold_stamp = 0.0
+        self.fault = ""  # non-empty: an ERROR-level condition (refused chunk, device error)
+        self.chunks_executed = 0
+        self.chunks_refused = 0
+        self.states_published = 0
+        self.last_state = None
+        cmd_group = MutuallyExclusiveCallbackGroup()
+        self.state_pub = self.create_publisher(JointState, self.p["joint_state_topic"], STATE_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.create_subscription(JointTrajectory, self.p["chunk_topic"], self._on_chunk, CHUNK_QOS,
+                                 callback_group=cmd_group)
+        self.hold_listener = HoldListener(self, self.p["hold_topic"], self._on_hold_cmd)
+        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(Trigger, "~/recover", self._srv_recover, callback_group=cmd_group)
+        self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self.publish_diagnostics,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        self._stop = threading.Event()
+        self._state_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------ subclass hooks
+    def _on_chunk(self, msg: JointTrajectory) -> None:
+        raise NotImplementedError
+
+    def _hold_device(self) -> None:
+        raise NotImplementedError
+
+    def _recover_device(self) -> str:
+        """Clear the device's errors; '' when it is fine afterwards, else why not."""
+        raise NotImplementedError
+
+    def _publish_state(self) -> None:
+        """Read the device, publish its joint state, and call ``_fault`` on an error it reports."""
+        raise NotImplementedError
+
+    def _diag_values(self) -> dict[str, Any]:
+        return {}
+
+    def _hardware_id(self) -> str:
+        return ""
+
+    # ------------------------------------------------------------------------------ state publishing
+    def start(self, device) -> None:
+        self.device = device
+        self._state_thread = threading.Thread(target=self._state_loop, name=f"{self.LABEL}-state", daemon=True)
+        self._state_thread.start()
+
+    def _state_loop(self) -> None:
+        period = 1.0 / float(self.p["joint_state_rate_hz"])
+        next_t = time.monotonic()
+        last_err = ""
+        while not self._stop.is_set():
+            try:
+                self._publish_state()
+                self.states_published += 1
+                last_err = ""
+            except Exception as exc:  # noqa: BLE001 - a device that cannot be read is a fault
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                if str(exc) != last_err:
+                    self.get_logger().error(f"reading the {self.LABEL} state failed: {exc}")
+                    last_err = str(exc)
+                    self._fault(f"{self.LABEL} state read failed: {exc}", hold=False)
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay < -period:  # fell behind (loaded machine): do not burst to catch up
+                next_t = time.monotonic()
+            elif delay > 0:
+                time.sleep(delay)
+
+    # ------------------------------------------------------------------------------ the hold latch
+    def _on_hold_cmd(self, msg: Bool) -> None:
+        if msg.data:
+            self.hold("supervisor hold")
+
+    def hold(self, reason: str) -> None:
+        """Hold position and refuse chunks until recover()."""
+        with self._lock:
+            first = not self.held
+            try:
+                if self.device is not None:
+                    self._hold_device()
+            except Exception as exc:  # noqa: BLE001
+                self.get_logger().error(f"{self.LABEL} hold failed: {exc}")
+                self.fault = self.fault or f"hold failed: {exc}"
+            if first:
+                self.hold_stamp = now_s(self)
+                self.hold_reason = reason
+            self.held = True
+        if first:
+            self.get_logger().warn(f"HOLD: {reason}")
+            self.publish_diagnostics()
+
+    def _fault(self, reason: str, hold: bool = True) -> None:
+        self.fault = reason
+        if hold:
+            self.hold(reason)
+        else:
+            self.publish_diagnostics()
+
+    def _refuse(self, reason: str) -> None:
+        """A chunk that must not run (malformed, or refused by the device): count it, hold, report ERROR."""
+        self.chunks_refused += 1
+        self.get_logger().error(reason)
+        self._fault(reason)
+
+    def recover(self) -> tuple[bool, str]:
+        with self._lock:
+            try:
+                problem = self._recover_device() if self.device is not None else ""
+            except Exception as exc:  # noqa: BLE001
+                return False, f"recover failed: {exc}"
+            if problem:
+                return False, problem
+            self.held = False
+            self.fault = ""
+            self.hold_reason = ""
+        self.get_logger().info("recovered: accepting chunks")
+        self.publish_diagnostics()
+        return True, "recovered"
+
+    def _srv_estop(self, _req, resp):
+        self.hold("estop service")
+        resp.success, resp.message = True, "holding; call recover to resume"
+        return resp
+
+    def _srv_recover(self, _req, resp):
+        resp.success, resp.message = self.recover()
+        return resp
+
+    # ------------------------------------------------------------------------------ diagnostics
+    def publish_diagnostics(self) -> None:
+        level = ERROR if self.fault else (WARN if self.held else OK)
+        msg = self.fault or (f"holding: {self.hold_reason}" if self.held else "following chunks")
+        self.diag_pub.publish(diag_array(self, diag_status(
+            self.DIAG_NAME, level, msg, self._hardware_id(), held=self.held, hold_reason=self.hold_reason,
+            hold_stamp=f"{self.hold_stamp:.6f}", chunks_executed=self.chunks_executed,
+            chunks_refused=self.chunks_refused, states_published=self.states_published, **self._diag_values())))
+
+    def destroy_node(self):
+        self.hold_listener.close()
+        self._stop.set()
+        if self._state_thread is not None:
+            self._state_thread.join(timeout=1.0)
+        return super().destroy_node()
