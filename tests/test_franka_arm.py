@@ -29,21 +29,13 @@ from franky_sim.constants import DEFAULT_INITIAL_JOINT_POS  # noqa: E402
 
 from hardware.franka.arm import FrankaArm  # noqa: E402
 from hardware.franka.sim_server import FrankySimProcess, franky_sim_assets_dir  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
 
 DT = 1.0 / 15.0  # the policy's action rate
 N = 16  # steps per chunk
 TIMES = DT * np.arange(1, N + 1)
 HOME = np.array(DEFAULT_INITIAL_JOINT_POS)
 
-
-def wait_until(pred, timeout: float = 5.0, period: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(period)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def ramp(q_start: np.ndarray, velocity, times=TIMES) -> JointTrajectoryChunk:

@@ -17,17 +17,10 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hardware.check import main
+from tests.helpers import free_port
 
 ANGLES = [1000, 990, 500, 250, 7, 0]
 
-
-def free_port() -> int:
-    """A loopback port with nothing listening on it (closed)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def serve_in_thread(make_server):

@@ -3,7 +3,6 @@ and Modbus RTU over a virtual serial cable)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,25 +19,12 @@ from hardware.inspire.config import InspireHandConfig
 from hardware.inspire.driver import InspireHand
 from hardware.inspire.emulator import (HandPlant, InspireEmulatorConfig, InspireHandEmulator, PlantCommand,
                                        PlantReading, speed_to_deg_per_s)
+from tests.helpers import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 OPEN = [1000.0] * 6
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout: float = 5.0, period: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(period)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def hand_config(emu: InspireHandEmulator, **kw) -> InspireHandConfig:

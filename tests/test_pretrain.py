@@ -310,7 +310,7 @@ def test_exact_resume(tmp_path):
 def test_sampler_positions_are_world_size_independent():
     from training.pretrain.data import ResumableDistributedSampler
     ds = list(range(40))
-    per_device, global_batch, steps_done = 2, 8, 3
+    global_batch, steps_done = 8, 3
 
     def consumed_and_rest(world):
         seen, rest = set(), set()

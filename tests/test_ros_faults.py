@@ -4,10 +4,8 @@ services. E-stop, a stale camera and a NaN chunk must each bring the robot to a 
 within 100 ms of the supervisor's detection, and the arm must then stand still."""
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +13,9 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("hardware.sim.world")  # sets MUJOCO_GL before mujoco is imported
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "ros2_ws" / "src"
-for p in (SRC / "jala_ros", SRC / "jala_bringup"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+from tests.helpers import use_ros_packages  # noqa: E402
+
+use_ros_packages()
 
 from jala_bringup.ros_env import apply_loopback_env  # noqa: E402
 

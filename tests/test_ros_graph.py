@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "ros2_ws" / "src"
-for p in (SRC / "jala_ros", SRC / "jala_bringup"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+from tests.helpers import ROOT, ROS_SRC as SRC, use_ros_packages
+
+use_ros_packages()
 
 from jala_bringup import graph  # noqa: E402
 from jala_bringup.graph import (GraphArgs, build_graph, launch_node_kwargs, params_file_content,  # noqa: E402

@@ -5,9 +5,7 @@ against the Modbus emulator, the camera node process runs the RealSense driver o
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +14,9 @@ pytest.importorskip("rclpy")
 pytest.importorskip("franky")
 pytest.importorskip("pymodbus")
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "ros2_ws" / "src"
-for p in (SRC / "jala_ros", SRC / "jala_bringup"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+from tests.helpers import use_ros_packages  # noqa: E402
+
+use_ros_packages()
 
 from jala_bringup.graph import GraphArgs, build_graph  # noqa: E402
 from jala_bringup.ros_env import apply_loopback_env, loopback_env  # noqa: E402

@@ -3,9 +3,7 @@ starts it (same specs, command lines and params files): images flow at the camer
 stamped chunks while running, and the arm and hand follow chunks in the simulated world."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +11,9 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("hardware.sim.world")
 
-ROOT = Path(__file__).resolve().parents[1]
-SRC = ROOT / "ros2_ws" / "src"
-for p in (SRC / "jala_ros", SRC / "jala_bringup"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+from tests.helpers import use_ros_packages  # noqa: E402
+
+use_ros_packages()
 
 from jala_bringup.graph import GraphArgs, build_graph  # noqa: E402
 from jala_bringup.ros_env import apply_loopback_env, loopback_env  # noqa: E402
