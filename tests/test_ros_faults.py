@@ -265,3 +265,45 @@ def test_stale_policy_holds(rig):
         return _hold_latencies(rig)
 
     _within_budget(trial)
+
+
+def test_joint_states_carry_the_time_the_device_measured_them(rig):
+    """A hand driver whose loop is slower than the publisher (the Inspire over RTU) hands out states that are
+    already old: the JointState header says when the state was measured, not when it was published."""
+    import dataclasses
+
+    from sensor_msgs.msg import JointState
+
+    from jala_ros.conversions import STATE_QOS, from_time_msg
+    from jala_ros.node_utils import HAND_STATE_TOPIC
+
+    class OldStates:  # the simulated hand, reporting every state as measured 80 ms before it is read
+        def __init__(self, hand):
+            self._hand = hand
+
+        def read_state(self):
+            st = self._hand.read_state()
+            return dataclasses.replace(st, stamp=time.monotonic() - 0.080)
+
+        def __getattr__(self, name):
+            return getattr(self._hand, name)
+
+    ages: list[float] = []
+    clock = rig.obs.get_clock()
+    sub = rig.obs.create_subscription(JointState, HAND_STATE_TOPIC, lambda m: ages.append(
+        clock.now().nanoseconds * 1e-9 - from_time_msg(m.header.stamp)), STATE_QOS)
+    try:
+        rig.wait(lambda: len(ages) > 20, 5.0, "hand joint states")
+        fresh = float(np.median(ages))
+        real_hand = rig.hand.device
+        rig.hand.device = OldStates(real_hand)
+        try:
+            n = len(ages)
+            rig.wait(lambda: len(ages) > n + 20, 5.0, "hand joint states")
+            old = float(np.median(ages[n + 5:]))
+        finally:
+            rig.hand.device = real_hand
+    finally:
+        rig.obs.destroy_subscription(sub)
+    assert fresh < 0.05, f"fresh states arrive {fresh * 1e3:.1f} ms after their stamp"
+    assert 0.080 <= old < 0.080 + 0.05 + fresh, f"80 ms old states stamped {old * 1e3:.1f} ms before arrival"

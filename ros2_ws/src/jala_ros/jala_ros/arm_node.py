@@ -59,7 +59,8 @@ class ArmNode(DeviceNode):
     def _publish_state(self) -> None:
         st = self.arm.read_state()
         self.last_state = st
-        self.state_pub.publish(joint_state_msg(ARM_JOINT_NAMES, st.q, st.dq, st.tau_ext, now_s(self)))
+        self.state_pub.publish(joint_state_msg(ARM_JOINT_NAMES, st.q, st.dq, st.tau_ext,
+                                               self._measured_at(st.stamp)))
         if st.in_error and not self.fault:
             self._fault(f"arm reports an error: {st.error_message or 'unknown'}")
 

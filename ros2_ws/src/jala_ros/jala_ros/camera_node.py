@@ -21,8 +21,8 @@ from hardware.interfaces import DeviceTimeout
 
 from .conversions import IMAGE_PUB_QOS, camera_info_msg, image_msg
 from .core import RateMeter
-from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, WARN, declare, diag_array, diag_status, init_ros, now_s,
-                         spin_nodes)
+from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, WARN, MonotonicToRosTime, declare, diag_array, diag_status,
+                         init_ros, spin_nodes)
 
 CAMERA_DEFAULTS = {
     "camera_name": "camera",
@@ -56,6 +56,7 @@ class CameraNode(Node):
         self.error_level = OK
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.ros_time = MonotonicToRosTime(self)  # frame arrival (monotonic) -> header.stamp
         self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self._publish_diagnostics)
         if camera is not None:
             self.start(camera)
@@ -84,8 +85,7 @@ class CameraNode(Node):
                 continue
             if self._stop.is_set():
                 return
-            received = frame.received or time.monotonic()
-            stamp = now_s(self) - (time.monotonic() - received)
+            stamp = self.ros_time(frame.received or time.monotonic())
             self.image_pub.publish(image_msg(frame.color, stamp, self.p["frame_id"]))
             self.info_pub.publish(camera_info_msg(frame.intrinsics, stamp, self.p["frame_id"]))
             self.frames += 1

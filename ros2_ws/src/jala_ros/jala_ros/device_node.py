@@ -5,8 +5,9 @@
   clears the device's errors. ``hold_stamp`` is the ROS time at which the device accepted the hold command;
   ``held`` turns True only after that, so observers see a consistent stamp.
 - Joint states published from the node's own thread at ``joint_state_rate_hz`` (not an executor timer, so a
-  busy executor does not thin them out). A device that cannot be read is reported at ERROR without a hold
-  command (one it could not deliver); the supervisor holds the rest of the robot on that ERROR.
+  busy executor does not thin them out), stamped with the time the device measured them. A device that cannot
+  be read is reported at ERROR without a hold command (one it could not deliver); the supervisor holds the rest
+  of the robot on that ERROR.
 - Diagnostics (``DIAG_NAME``) periodically and at once on every hold: level, hold reason and stamp, chunk
   counters, ``states_published`` (joint-state messages sent, for the publish rate at the source).
 
@@ -28,7 +29,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from .conversions import CHUNK_QOS, STATE_QOS
-from .node_utils import DIAGNOSTICS_TOPIC, ERROR, OK, WARN, HoldListener, declare, diag_array, diag_status, now_s
+from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, WARN, HoldListener, MonotonicToRosTime, declare, diag_array,
+                         diag_status, now_s)
 
 
 class DeviceNode(Node):
@@ -61,6 +63,7 @@ class DeviceNode(Node):
                           callback_group=MutuallyExclusiveCallbackGroup())
         self._stop = threading.Event()
         self._state_thread: threading.Thread | None = None
+        self._ros_time = MonotonicToRosTime(self)
 
     # ------------------------------------------------------------------------------ subclass hooks
     def _on_chunk(self, msg: JointTrajectory) -> None:
@@ -84,6 +87,12 @@ class DeviceNode(Node):
         return ""
 
     # ------------------------------------------------------------------------------ state publishing
+    def _measured_at(self, device_stamp: float) -> float:
+        """ROS time at which a device state stamped with ``time.monotonic()`` was measured (now when the device
+        gives no stamp): joint states carry their measurement time, so a driver loop slower than the publisher
+        (the Inspire hand over RTU) shows up as age, not as fresh data."""
+        return self._ros_time(min(device_stamp, time.monotonic()) if device_stamp > 0 else time.monotonic())
+
     def start(self, device) -> None:
         self.device = device
         self._state_thread = threading.Thread(target=self._state_loop, name=f"{self.LABEL}-state", daemon=True)

@@ -60,7 +60,8 @@ class HandNode(DeviceNode):
     def _publish_state(self) -> None:
         st = self.hand.read_state()
         self.last_state = st
-        self.state_pub.publish(joint_state_msg(HAND_JOINT_NAMES, st.angles, None, st.forces, now_s(self)))
+        self.state_pub.publish(joint_state_msg(HAND_JOINT_NAMES, st.angles, None, st.forces,
+                                               self._measured_at(st.stamp)))
         if st.has_error and not self.fault:
             errs = {HAND_JOINT_NAMES[i]: sorted(e) for i, e in enumerate(st.errors) if e}
             self._fault(f"hand reports errors: {errs}")

@@ -38,6 +38,33 @@ def now_s(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+class MonotonicToRosTime:
+    """Maps ``time.monotonic()`` stamps (device readings, frame arrivals) onto a node's ROS clock.
+
+    The offset between the clocks is measured between two monotonic reads; a measurement whose reads lie more
+    than ``max_bracket_s`` apart (the thread was preempted in between) is not used, so the mapping does not
+    jitter by a scheduler time slice and stamps of one stream do not run backwards."""
+
+    def __init__(self, node: Node, max_bracket_s: float = 2e-4):
+        self._node = node
+        self._max_bracket_s = max_bracket_s
+        self._offset: float | None = None
+
+    def offset(self) -> float:
+        """ROS time minus monotonic time, in seconds."""
+        for _ in range(3):
+            m0 = time.monotonic()
+            ros = now_s(self._node)
+            m1 = time.monotonic()
+            if m1 - m0 <= self._max_bracket_s or self._offset is None:
+                self._offset = ros - 0.5 * (m0 + m1)
+                break
+        return self._offset
+
+    def __call__(self, monotonic_stamp: float) -> float:
+        return monotonic_stamp + self.offset()
+
+
 def diag_status(name: str, level: int, message: str, hardware_id: str = "", **values: Any) -> DiagnosticStatus:
     st = DiagnosticStatus()
     st.level = bytes([level]) if isinstance(level, int) else level
