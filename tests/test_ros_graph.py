@@ -335,3 +335,27 @@ def test_demo_checkpoint_statistics_centre_on_home():
         demo_action_stats(hand_range=600.0)  # would leave 0..1000
     with pytest.raises(ValueError):
         resolve_centre("1,2,3")
+
+
+def test_monotonic_stamps_map_onto_the_ros_clock_without_scheduler_jitter():
+    from jala_ros.node_utils import MonotonicToRosTime
+
+    class FakeNode:  # ROS clock = monotonic + 1000 s; optionally slow to read (a preempted thread)
+        slow = 0.0
+
+        def get_clock(self):
+            return self
+
+        def now(self):
+            t = time.monotonic() + 1000.0
+            time.sleep(self.slow)
+            return type("T", (), {"nanoseconds": int(t * 1e9)})()
+
+    node = FakeNode()
+    to_ros = MonotonicToRosTime(node)
+    m = time.monotonic()
+    assert to_ros(m) == pytest.approx(m + 1000.0, abs=2e-4)
+    node.slow = 0.005  # every reading now brackets 5 ms: the earlier offset is kept, not shifted by ~2.5 ms
+    assert to_ros(m) == pytest.approx(m + 1000.0, abs=2e-4)
+    fresh = MonotonicToRosTime(node)  # without an earlier offset the bracketed reading is still used
+    assert fresh(m) == pytest.approx(m + 1000.0, abs=0.01)
