@@ -7,8 +7,9 @@ rates, with every node in its own process over DDS (loopback), as ``launch/run_t
 Latency = ROS time a chunk is received by an observer node - the stamp of the camera frame it was computed from
 (frame arrival on the host): it includes waiting for the policy's next inference slot (pipelining), the image
 transport, inference and the chunk transport. Joint-state rates: published = the nodes' own count (diagnostics
-``states_published``), received = message arrivals at the observer (period p50/p99). At the end, the supervisor's estop is called while the policy runs, and the time from
-its detection stamp to the arm's / hand's hold stamp is printed. The simulated cameras render on the CPU, so
+``states_published``), received = message arrivals at the observer (period p50/p99). At the end, the
+supervisor's estop is called while the policy runs, and the time from its detection stamp to the arm's / hand's
+hold stamp is printed. The simulated cameras render on the CPU, so
 camera rate and latency depend on the machine (and on its load).
 """
 from __future__ import annotations

@@ -43,7 +43,6 @@ class ArmNode(DeviceNode):
     DIAG_NAME = "jala/arm"
     # class defaults: the hold listener may publish diagnostics before __init__ has run to the end
     waypoints_dropped = 0
-    last_chunk_stamp = 0.0
 
     def __init__(self, arm=None, name: str = "arm", namespace: str = "/jala", overrides: dict | None = None,
                  **node_kwargs):
@@ -58,7 +57,6 @@ class ArmNode(DeviceNode):
     # ------------------------------------------------------------------------------------------ device hooks
     def _publish_state(self) -> None:
         st = self.arm.read_state()
-        self.last_state = st
         self.state_pub.publish(joint_state_msg(ARM_JOINT_NAMES, st.q, st.dq, st.tau_ext,
                                                self._measured_at(st.stamp)))
         if st.in_error and not self.fault:
@@ -112,7 +110,6 @@ class ArmNode(DeviceNode):
                 self._refuse(f"arm error: {exc}")
                 return
             self.chunks_executed += 1
-            self.last_chunk_stamp = chunk.stamp
 
 
 def main(args=None) -> None:

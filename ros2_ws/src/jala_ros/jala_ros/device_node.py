@@ -50,7 +50,6 @@ class DeviceNode(Node):
         self.chunks_executed = 0
         self.chunks_refused = 0
         self.states_published = 0
-        self.last_state = None
         cmd_group = MutuallyExclusiveCallbackGroup()
         self.state_pub = self.create_publisher(JointState, self.p["joint_state_topic"], STATE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)

@@ -59,7 +59,6 @@ class HandNode(DeviceNode):
     # ------------------------------------------------------------------------------------------ device hooks
     def _publish_state(self) -> None:
         st = self.hand.read_state()
-        self.last_state = st
         self.state_pub.publish(joint_state_msg(HAND_JOINT_NAMES, st.angles, None, st.forces,
                                                self._measured_at(st.stamp)))
         if st.has_error and not self.fault:
