@@ -88,14 +88,16 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+
+    from jala_ros.node_utils import make_executor
 
     apply_loopback_env(DOMAIN)
     rclpy.init(domain_id=DOMAIN)
     node = rclpy.create_node("camera_rate_probe")
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = make_executor()
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="camera_rate_") as d:
@@ -104,6 +106,7 @@ def main(argv=None) -> int:
                 rows.append(measure((w, h), a.seconds, Path(d), node))
     finally:
         executor.shutdown(timeout_sec=1.0)
+        spinner.join(timeout=2.0)
         node.destroy_node()
         rclpy.try_shutdown()
     if a.json:

@@ -27,14 +27,13 @@ class Rig:
     def __init__(self):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
         from sensor_msgs.msg import JointState
         from std_msgs.msg import String
         from trajectory_msgs.msg import JointTrajectory
 
         from hardware.sim import world as simworld
         from jala_ros.conversions import CHUNK_QOS, LATCHED_QOS, STATE_QOS
-        from jala_ros.node_utils import values_of
+        from jala_ros.node_utils import make_executor, values_of
         from jala_ros.sim_devices import build_sim_nodes
         from jala_ros.supervisor_node import SupervisorNode
 
@@ -68,11 +67,15 @@ class Rig:
         # stands in for the policy node's latched "running" flag (the policy itself is tested in test_ros_runtime)
         self.running_pub = self.obs.create_publisher(Bool, "/jala/policy/running", LATCHED_QOS)
         self.Bool = Bool
-        self.executor = MultiThreadedExecutor(num_threads=6)
-        for n in (self.sim, *self.cams, self.arm, self.hand, self.sup, self.obs):
-            self.executor.add_node(n)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        # one executor per process of the real graph (sim devices, supervisor, observer), each on its thread
+        self.executors, self.spinners = [], []
+        for nodes in ((self.sim, *self.cams, self.arm, self.hand), (self.sup,), (self.obs,)):
+            executor = make_executor()
+            for n in nodes:
+                executor.add_node(n)
+            self.executors.append(executor)
+            self.spinners.append(threading.Thread(target=executor.spin, daemon=True))
+            self.spinners[-1].start()
 
     def call(self, service: str, timeout: float = 5.0):
         from std_srvs.srv import Trigger
@@ -129,7 +132,9 @@ class Rig:
         return q0
 
     def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
+        for executor, spinner in zip(self.executors, self.spinners):
+            executor.shutdown(timeout_sec=2.0)
+            spinner.join(timeout=2.0)
         for n in (*self.cams, self.arm, self.hand, self.sup, self.obs, self.sim):
             try:
                 n.destroy_node()

@@ -137,13 +137,13 @@ class Monitor:
     def __init__(self, info_topics: list[str], name: str = "jala_run_monitor"):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
         from sensor_msgs.msg import CameraInfo, JointState
         from std_msgs.msg import String
         from trajectory_msgs.msg import JointTrajectory
 
         from jala_ros.conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
-        from jala_ros.node_utils import ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, STATUS_TOPIC, values_of
+        from jala_ros.node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, STATUS_TOPIC, make_executor,
+                                         values_of)
 
         self.rclpy = rclpy
         self.m = Metrics()
@@ -201,7 +201,7 @@ class Monitor:
         node.create_subscription(String, STATUS_TOPIC, on_status, LATCHED_QOS)
         node.create_subscription(String, "/jala/sim/completion",
                                  lambda msg: setattr(self.m, "completion", json.loads(msg.data)), LATCHED_QOS)
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor = make_executor()
         self.executor.add_node(node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -215,17 +215,11 @@ class Monitor:
     def call_trigger(self, service: str, timeout: float = 5.0) -> tuple[bool, str]:
         from std_srvs.srv import Trigger
 
+        from jala_ros.node_utils import call_trigger
+
         client = self.node.create_client(Trigger, service)
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                return False, f"{service} not available"
-            fut = client.call_async(Trigger.Request())
-            end = time.monotonic() + timeout
-            while not fut.done() and time.monotonic() < end:
-                time.sleep(0.01)
-            if not fut.done():
-                return False, f"{service} timed out"
-            return fut.result().success, fut.result().message
+            return call_trigger(client, timeout)
         finally:
             self.node.destroy_client(client)
 

@@ -126,7 +126,7 @@ def main(args=None) -> None:
         node.destroy_node()  # stops the reader thread
         camera.disconnect()
 
-    spin_nodes([node], num_threads=2, on_shutdown=_shutdown)
+    spin_nodes([node], on_shutdown=_shutdown)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
@@ -50,16 +49,13 @@ class DeviceNode(Node):
         self.chunks_executed = 0
         self.chunks_refused = 0
         self.states_published = 0
-        cmd_group = MutuallyExclusiveCallbackGroup()
         self.state_pub = self.create_publisher(JointState, self.p["joint_state_topic"], STATE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
-        self.create_subscription(JointTrajectory, self.p["chunk_topic"], self._on_chunk, CHUNK_QOS,
-                                 callback_group=cmd_group)
+        self.create_subscription(JointTrajectory, self.p["chunk_topic"], self._on_chunk, CHUNK_QOS)
         self.hold_listener = HoldListener(self, self.p["hold_topic"], self._on_hold_cmd)
-        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "~/recover", self._srv_recover, callback_group=cmd_group)
-        self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self.publish_diagnostics,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(Trigger, "~/estop", self._srv_estop)
+        self.create_service(Trigger, "~/recover", self._srv_recover)
+        self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self.publish_diagnostics)
         self._stop = threading.Event()
         self._state_thread: threading.Thread | None = None
         self._ros_time = MonotonicToRosTime(self)

@@ -130,7 +130,7 @@ def main(args=None) -> None:
         finally:
             hand.disconnect()
 
-    spin_nodes([node], num_threads=3, on_shutdown=_shutdown)
+    spin_nodes([node], on_shutdown=_shutdown)
 
 
 if __name__ == "__main__":

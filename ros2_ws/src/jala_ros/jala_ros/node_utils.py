@@ -8,7 +8,7 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
@@ -105,10 +105,23 @@ def init_ros(args=None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
-def spin_nodes(nodes: list[Node], num_threads: int = 4, on_shutdown=None) -> None:
-    """Spin ``nodes`` on one MultiThreadedExecutor until SIGINT/SIGTERM, then clean up (``on_shutdown`` first,
-    while the context is still valid)."""
-    executor = MultiThreadedExecutor(num_threads=num_threads)
+def make_executor(context=None) -> SingleThreadedExecutor:
+    """The executor that every node process, helper node and monitor here spins on: one thread.
+
+    Not rclpy's MultiThreadedExecutor: in rclpy 7.1.6 (the newest ros-jazzy-rclpy wheel) its spin loop hands a
+    callback that is still queued in the thread pool to the pool again and again without waiting
+    (ros2/rclpy#1452, fixed by #1547 after that release); holding the GIL, it starves the pool, and a subscriber
+    of a 200 Hz joint-state topic falls to a few messages per second at 100% CPU. The callbacks here are short
+    (keep the newest message, publish, answer a service); slow work (inference, device I/O, frame capture) runs
+    on threads of its own, and what must not wait behind the other callbacks (a hold command, the responses a
+    callback waits for) runs on a ``SideNode``."""
+    return SingleThreadedExecutor(context=context)
+
+
+def spin_nodes(nodes: list[Node], on_shutdown=None) -> None:
+    """Spin ``nodes`` on one executor (``make_executor``) until SIGINT/SIGTERM, then clean up (``on_shutdown``
+    first, while the context is still valid)."""
+    executor = make_executor()
     for n in nodes:
         executor.add_node(n)
     try:
@@ -137,23 +150,17 @@ def wait_for(cond, timeout: float, period: float = 0.02) -> bool:
     return cond()
 
 
-class HoldListener:
-    """Subscribes the latched hold topic on its OWN node and executor thread, so a hold command is not queued
-    behind the owner's other callbacks (joint-state timers, chunks, diagnostics) in a busy executor."""
+class SideNode:
+    """A helper node of ``owner`` on its own executor thread, for what must not wait behind the owner's callbacks
+    (a hold command) or what one of the owner's callbacks waits for (the response of a service it calls)."""
 
-    def __init__(self, owner: Node, topic: str, callback):
-        from rclpy.executors import SingleThreadedExecutor
-        from std_msgs.msg import Bool
-
-        from .conversions import LATCHED_QOS
-
+    def __init__(self, owner: Node, suffix: str):
         # use_global_arguments=False: a command-line `-r __node:=...` must not rename this node like its owner
-        self.node = Node(f"{owner.get_name()}_hold_listener", namespace=owner.get_namespace(),
-                         context=owner.context, start_parameter_services=False, use_global_arguments=False)
-        self.node.create_subscription(Bool, topic, callback, LATCHED_QOS)
-        self.executor = SingleThreadedExecutor(context=owner.context)
+        self.node = Node(f"{owner.get_name()}_{suffix}", namespace=owner.get_namespace(), context=owner.context,
+                         start_parameter_services=False, use_global_arguments=False)
+        self.executor = make_executor(context=owner.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name=f"{owner.get_name()}-hold", daemon=True)
+        self._thread = threading.Thread(target=self._spin, name=f"{owner.get_name()}-{suffix}", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
@@ -168,3 +175,33 @@ class HoldListener:
             self.node.destroy_node()
         except Exception:  # noqa: BLE001
             pass
+
+
+class HoldListener(SideNode):
+    """Subscribes the latched hold topic on a side node, so a hold command is not queued behind the owner's other
+    callbacks (chunks, diagnostics, services)."""
+
+    def __init__(self, owner: Node, topic: str, callback):
+        from std_msgs.msg import Bool
+
+        from .conversions import LATCHED_QOS
+
+        super().__init__(owner, "hold_listener")
+        self.node.create_subscription(Bool, topic, callback, LATCHED_QOS)
+
+
+def call_trigger(client, timeout: float) -> tuple[bool, str]:
+    """Call a std_srvs/Trigger service through ``client`` and wait for the answer (the client's node must be
+    spun by another thread than the caller's)."""
+    from std_srvs.srv import Trigger
+
+    if not client.wait_for_service(timeout_sec=timeout):
+        return False, f"{client.srv_name} is not available"
+    fut = client.call_async(Trigger.Request())
+    end = time.monotonic() + timeout
+    while not fut.done() and time.monotonic() < end:
+        time.sleep(0.005)
+    if not fut.done():
+        client.remove_pending_request(fut)
+        return False, f"{client.srv_name} timed out"
+    return fut.result().success, fut.result().message

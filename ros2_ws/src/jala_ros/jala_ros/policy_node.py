@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
@@ -91,17 +90,12 @@ class PolicyNode(Node):
         self._latency_est = 0.0
         self._next_time = 0.0
 
-        sensors = ReentrantCallbackGroup()
         for i, t in enumerate(topics):
-            self.create_subscription(Image, t, lambda m, i=i: self._on_image(i, m), IMAGE_SUB_QOS,
-                                     callback_group=sensors)
-        self.create_subscription(JointState, self.p["arm_state_topic"], self._on_arm, STATE_QOS,
-                                 callback_group=sensors)
-        self.create_subscription(JointState, self.p["hand_state_topic"], self._on_hand, STATE_QOS,
-                                 callback_group=sensors)
+            self.create_subscription(Image, t, lambda m, i=i: self._on_image(i, m), IMAGE_SUB_QOS)
+        self.create_subscription(JointState, self.p["arm_state_topic"], self._on_arm, STATE_QOS)
+        self.create_subscription(JointState, self.p["hand_state_topic"], self._on_hand, STATE_QOS)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED_QOS)
-        self.create_subscription(Bool, self.p["hold_topic"], self._on_hold, LATCHED_QOS,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_subscription(Bool, self.p["hold_topic"], self._on_hold, LATCHED_QOS)
         self.chunk_pub = self.create_publisher(JointTrajectory, self.p["chunk_topic"], CHUNK_QOS)
         self.running_pub = self.create_publisher(Bool, POLICY_RUNNING_TOPIC, LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -276,7 +270,7 @@ class PolicyNode(Node):
 def main(args=None) -> None:
     init_ros(args)
     node = PolicyNode(name="policy")
-    spin_nodes([node], num_threads=4)
+    spin_nodes([node])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Simulated devices in one process: ONE ``hardware.sim.SimWorld`` (physics at real time) behind a camera node
-per camera, the arm node and the hand node, all on one MultiThreadedExecutor.
+per camera, the arm node and the hand node, all on one executor.
 
 Also publishes the task's completion on ``/jala/sim/completion`` (std_msgs/String, JSON: subtasks, done flags,
 ratio) twice a second and on request (``~/completion`` Trigger service, JSON in the message).
@@ -137,7 +137,7 @@ def main(args=None) -> None:
                 pass
         shutdown_world(world)
 
-    spin_nodes([sim, *cams, arm, hand], num_threads=6, on_shutdown=_shutdown)
+    spin_nodes([sim, *cams, arm, hand], on_shutdown=_shutdown)
 
 
 if __name__ == "__main__":

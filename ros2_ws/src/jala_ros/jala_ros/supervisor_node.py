@@ -17,10 +17,8 @@ a device is still in error), then publishes hold False.
 from __future__ import annotations
 
 import threading
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, JointState
 from std_msgs.msg import Bool, String
@@ -30,8 +28,8 @@ from trajectory_msgs.msg import JointTrajectory
 from .conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
 from .core import Fault, Watchdog
 from .node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, DIAGNOSTICS_TOPIC, ERROR, HAND_STATE_TOPIC, HOLD_TOPIC, OK,
-                         POLICY_RUNNING_TOPIC, STATUS_TOPIC, declare, diag_array, diag_status, init_ros, level_of,
-                         now_s, spin_nodes)
+                         POLICY_RUNNING_TOPIC, STATUS_TOPIC, SideNode, call_trigger, declare, diag_array, diag_status,
+                         init_ros, level_of, now_s, spin_nodes)
 
 SUPERVISOR_DEFAULTS = {
     "camera_info_topics": ["/camera/camera/color/camera_info"],
@@ -68,36 +66,33 @@ class SupervisorNode(Node):
         self.device_faults: dict[str, str] = {}
         self.policy_running = False
         self._reset_at = 0.0
-        sensors = ReentrantCallbackGroup()
         for topic in self.p["camera_info_topics"]:
             key = f"camera {topic}"
             self.watchdog.add(key, self.p["camera_timeout_ms"] / 1e3, grace=grace)
-            self.create_subscription(CameraInfo, topic, lambda _m, k=key: self.watchdog.feed(k), IMAGE_SUB_QOS,
-                                     callback_group=sensors)
+            self.create_subscription(CameraInfo, topic, lambda _m, k=key: self.watchdog.feed(k), IMAGE_SUB_QOS)
         for topic in self.p["joint_state_topics"]:
             key = f"joint states {topic}"
             self.watchdog.add(key, self.p["joint_state_timeout_ms"] / 1e3, grace=grace)
-            self.create_subscription(JointState, topic, lambda _m, k=key: self.watchdog.feed(k), STATE_QOS,
-                                     callback_group=sensors)
+            self.create_subscription(JointState, topic, lambda _m, k=key: self.watchdog.feed(k), STATE_QOS)
         self.sensor_keys = [k for k in self.watchdog.items]
         if not self.p["watch_sensors_when_idle"]:
             for k in self.sensor_keys:
                 self.watchdog.items[k].active = False
         self.watchdog.add("policy", self.p["policy_timeout_ms"] / 1e3, active=False)
         self.create_subscription(JointTrajectory, self.p["chunk_topic"], lambda _m: self.watchdog.feed("policy"),
-                                 CHUNK_QOS, callback_group=sensors)
-        self.create_subscription(Bool, POLICY_RUNNING_TOPIC, self._on_running, LATCHED_QOS, callback_group=sensors)
-        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50,
-                                 callback_group=sensors)
+                                 CHUNK_QOS)
+        self.create_subscription(Bool, POLICY_RUNNING_TOPIC, self._on_running, LATCHED_QOS)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
         self.hold_pub = self.create_publisher(Bool, self.p["hold_topic"], LATCHED_QOS)
         self.status_pub = self.create_publisher(String, self.p["status_topic"], LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
-        self._recover_clients = [self.create_client(Trigger, s, callback_group=ReentrantCallbackGroup())
-                                 for s in self.p["recover_services"]]
-        self.create_timer(1.0 / self.p["check_rate_hz"], self._check, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(0.5, self._publish_status, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "~/estop", self._srv_estop, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, "~/reset", self._srv_reset, callback_group=MutuallyExclusiveCallbackGroup())
+        # the reset service waits for the devices' recover services: their answers arrive on a side node's thread
+        self._recover_side = SideNode(self, "recover_client")
+        self._recover_clients = [self._recover_side.node.create_client(Trigger, s) for s in self.p["recover_services"]]
+        self.create_timer(1.0 / self.p["check_rate_hz"], self._check)
+        self.create_timer(0.5, self._publish_status)
+        self.create_service(Trigger, "~/estop", self._srv_estop)
+        self.create_service(Trigger, "~/reset", self._srv_reset)
         self.hold_pub.publish(Bool(data=False))
         self._publish_status()
 
@@ -168,15 +163,8 @@ class SupervisorNode(Node):
             resp.success, resp.message = False, "faults still active: " + "; ".join(active)
             return resp
         for client in self._recover_clients:
-            if not client.wait_for_service(timeout_sec=1.0):
-                resp.success, resp.message = False, f"{client.srv_name} is not available"
-                return resp
-            fut = client.call_async(Trigger.Request())
-            end = time.monotonic() + 3.0
-            while not fut.done() and time.monotonic() < end:
-                time.sleep(0.005)
-            if not fut.done() or not fut.result().success:
-                msg = fut.result().message if fut.done() else "timed out"
+            ok, msg = call_trigger(client, timeout=3.0)
+            if not ok:
                 resp.success, resp.message = False, f"{client.srv_name}: {msg}"
                 return resp
         with self._lock:
@@ -189,11 +177,15 @@ class SupervisorNode(Node):
         resp.success, resp.message = True, "hold cleared; start the policy to resume"
         return resp
 
+    def destroy_node(self):
+        self._recover_side.close()
+        return super().destroy_node()
+
 
 def main(args=None) -> None:
     init_ros(args)
     node = SupervisorNode(name="supervisor")
-    spin_nodes([node], num_threads=4)
+    spin_nodes([node])
 
 
 if __name__ == "__main__":
