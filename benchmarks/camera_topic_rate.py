@@ -16,7 +16,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -89,15 +88,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import rclpy
 
-    from jala_ros.node_utils import make_executor
+    from jala_ros.node_utils import BackgroundSpin
 
     apply_loopback_env(DOMAIN)
     rclpy.init(domain_id=DOMAIN)
     node = rclpy.create_node("camera_rate_probe")
-    executor = make_executor()
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spin = BackgroundSpin([node])
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="camera_rate_") as d:
@@ -105,8 +101,7 @@ def main(argv=None) -> int:
                 w, h = (int(v) for v in s.lower().split("x"))
                 rows.append(measure((w, h), a.seconds, Path(d), node))
     finally:
-        executor.shutdown(timeout_sec=1.0)
-        spinner.join(timeout=2.0)
+        spin.close()
         node.destroy_node()
         rclpy.try_shutdown()
     if a.json:

@@ -2,14 +2,12 @@
 
 rclpy 7.1.6's MultiThreadedExecutor (ros2/rclpy#1452) can fall to a few callbacks per second at 100% CPU under a
 200 Hz subscription; ``node_utils.make_executor`` must not. A separate process publishes numbered joint states at
-twice the arm's rate; the subscriber, spun the way every node process spins, must receive nearly all of them."""
+twice the arm's rate; the subscriber, spun on the project's executor, must receive nearly all of them."""
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 
 import pytest
 
@@ -58,7 +56,7 @@ def test_project_executor_receives_a_400hz_topic_without_losing_messages():
     from sensor_msgs.msg import JointState
 
     from jala_ros.conversions import STATE_QOS
-    from jala_ros.node_utils import make_executor
+    from jala_ros.node_utils import BackgroundSpin
 
     apply_loopback_env(DOMAIN)
     env = loopback_env(DOMAIN)
@@ -70,10 +68,7 @@ def test_project_executor_receives_a_400hz_topic_without_losing_messages():
         seen: list[int] = []
         node.create_subscription(JointState, "/test/numbered_joint_states",
                                  lambda m: seen.append(int(m.header.frame_id)), STATE_QOS)
-        executor = make_executor(context=context)
-        executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        spin = BackgroundSpin([node], context=context)
         pub = subprocess.run([sys.executable, "-c", PUBLISHER, str(RATE_HZ), str(SECONDS)], env=env,
                              capture_output=True, text=True, timeout=60)
         assert pub.returncode == 0, pub.stderr[-2000:]
@@ -85,8 +80,7 @@ def test_project_executor_receives_a_400hz_topic_without_losing_messages():
         assert published >= 0.5 * RATE_HZ * SECONDS
         assert seen == sorted(set(seen)), "messages duplicated or out of order"
         assert len(seen) >= 0.95 * published, f"received {len(seen)} of {published} messages"
-        executor.shutdown(timeout_sec=1.0)
-        spinner.join(timeout=2.0)
+        spin.close()
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)

@@ -4,7 +4,6 @@ services. E-stop, a stale camera and a NaN chunk must each bring the robot to a 
 within 100 ms of the supervisor's detection, and the arm must then stand still."""
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -33,7 +32,7 @@ class Rig:
 
         from hardware.sim import world as simworld
         from jala_ros.conversions import CHUNK_QOS, LATCHED_QOS, STATE_QOS
-        from jala_ros.node_utils import make_executor, values_of
+        from jala_ros.node_utils import BackgroundSpin, values_of
         from jala_ros.sim_devices import build_sim_nodes
         from jala_ros.supervisor_node import SupervisorNode
 
@@ -68,14 +67,8 @@ class Rig:
         self.running_pub = self.obs.create_publisher(Bool, "/jala/policy/running", LATCHED_QOS)
         self.Bool = Bool
         # one executor per process of the real graph (sim devices, supervisor, observer), each on its thread
-        self.executors, self.spinners = [], []
-        for nodes in ((self.sim, *self.cams, self.arm, self.hand), (self.sup,), (self.obs,)):
-            executor = make_executor()
-            for n in nodes:
-                executor.add_node(n)
-            self.executors.append(executor)
-            self.spinners.append(threading.Thread(target=executor.spin, daemon=True))
-            self.spinners[-1].start()
+        self.spins = [BackgroundSpin(list(nodes)) for nodes in
+                      ((self.sim, *self.cams, self.arm, self.hand), (self.sup,), (self.obs,))]
 
     def call(self, service: str, timeout: float = 5.0):
         from std_srvs.srv import Trigger
@@ -132,9 +125,8 @@ class Rig:
         return q0
 
     def close(self):
-        for executor, spinner in zip(self.executors, self.spinners):
-            executor.shutdown(timeout_sec=2.0)
-            spinner.join(timeout=2.0)
+        for spin in self.spins:
+            spin.close(timeout=2.0)
         for n in (*self.cams, self.arm, self.hand, self.sup, self.obs, self.sim):
             try:
                 n.destroy_node()

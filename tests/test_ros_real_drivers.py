@@ -55,13 +55,9 @@ def real_graph(tmp_path_factory):
         node.create_subscription(JointState, "/jala/hand/joint_states", lambda m: state["hand"].append(m),
                                  STATE_QOS)
         pub = node.create_publisher(JointTrajectory, "/jala/action_chunk", CHUNK_QOS)
-        from rclpy.executors import SingleThreadedExecutor
-        import threading
+        from jala_ros.node_utils import BackgroundSpin
 
-        ex = SingleThreadedExecutor()
-        ex.add_node(node)
-        th = threading.Thread(target=ex.spin, daemon=True)
-        th.start()
+        spin = BackgroundSpin([node])
         end = time.monotonic() + 60
         while not (len(state["arm"]) > 10 and len(state["hand"]) > 10):
             dead = procs.dead()
@@ -69,7 +65,7 @@ def real_graph(tmp_path_factory):
             assert time.monotonic() < end, "no joint states from the real-driver nodes"
             time.sleep(0.05)
         yield node, pub, state
-        ex.shutdown(timeout_sec=1.0)
+        spin.close()
         node.destroy_node()
         rclpy.try_shutdown()
     finally:

@@ -142,7 +142,7 @@ class Monitor:
         from trajectory_msgs.msg import JointTrajectory
 
         from jala_ros.conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
-        from jala_ros.node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, STATUS_TOPIC, make_executor,
+        from jala_ros.node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, STATUS_TOPIC, BackgroundSpin,
                                          values_of)
 
         self.rclpy = rclpy
@@ -201,16 +201,7 @@ class Monitor:
         node.create_subscription(String, STATUS_TOPIC, on_status, LATCHED_QOS)
         node.create_subscription(String, "/jala/sim/completion",
                                  lambda msg: setattr(self.m, "completion", json.loads(msg.data)), LATCHED_QOS)
-        self.executor = make_executor()
-        self.executor.add_node(node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown
-            pass
+        self._spin = BackgroundSpin([node], name=name)
 
     def call_trigger(self, service: str, timeout: float = 5.0) -> tuple[bool, str]:
         from std_srvs.srv import Trigger
@@ -228,8 +219,7 @@ class Monitor:
         return service in names
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self._thread.join(timeout=2.0)
+        self._spin.close()
         self.node.destroy_node()
 
 

@@ -150,17 +150,14 @@ def wait_for(cond, timeout: float, period: float = 0.02) -> bool:
     return cond()
 
 
-class SideNode:
-    """A helper node of ``owner`` on its own executor thread, for what must not wait behind the owner's callbacks
-    (a hold command) or what one of the owner's callbacks waits for (the response of a service it calls)."""
+class BackgroundSpin:
+    """Spins ``nodes`` on an executor of their own (``make_executor``) in a daemon thread until ``close()``."""
 
-    def __init__(self, owner: Node, suffix: str):
-        # use_global_arguments=False: a command-line `-r __node:=...` must not rename this node like its owner
-        self.node = Node(f"{owner.get_name()}_{suffix}", namespace=owner.get_namespace(), context=owner.context,
-                         start_parameter_services=False, use_global_arguments=False)
-        self.executor = make_executor(context=owner.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, name=f"{owner.get_name()}-{suffix}", daemon=True)
+    def __init__(self, nodes: list[Node], context=None, name: str = "ros-spin"):
+        self.executor = make_executor(context=context)
+        for n in nodes:
+            self.executor.add_node(n)
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
@@ -169,8 +166,23 @@ class SideNode:
         except Exception:  # noqa: BLE001 - context shut down
             pass
 
+    def close(self, timeout: float = 1.0) -> None:
+        self.executor.shutdown(timeout_sec=timeout)
+        self._thread.join(timeout=timeout + 1.0)
+
+
+class SideNode:
+    """A helper node of ``owner`` on its own executor thread, for what must not wait behind the owner's callbacks
+    (a hold command) or what one of the owner's callbacks waits for (the response of a service it calls)."""
+
+    def __init__(self, owner: Node, suffix: str):
+        # use_global_arguments=False: a command-line `-r __node:=...` must not rename this node like its owner
+        self.node = Node(f"{owner.get_name()}_{suffix}", namespace=owner.get_namespace(), context=owner.context,
+                         start_parameter_services=False, use_global_arguments=False)
+        self._spin = BackgroundSpin([self.node], context=owner.context, name=f"{owner.get_name()}-{suffix}")
+
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        self._spin.close()
         try:
             self.node.destroy_node()
         except Exception:  # noqa: BLE001
