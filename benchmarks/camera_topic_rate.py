@@ -19,14 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "ros2_ws" / "src" / "jala_bringup", ROOT / "ros2_ws" / "src" / "jala_ros"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+from benchmarks import use_ros_packages
+
+use_ros_packages()
 
 from jala_bringup.graph import GraphArgs, build_graph  # noqa: E402
 from jala_bringup.ros_env import apply_loopback_env, loopback_env  # noqa: E402
-from jala_bringup.run import GraphProcesses  # noqa: E402
+from jala_bringup.run import GraphProcesses, published_rate  # noqa: E402
 
 DOMAIN = 88
 FPS = 30
@@ -74,9 +73,7 @@ def measure(size: tuple[int, int], seconds: float, workdir: Path, node) -> dict:
         for s in subs:
             node.destroy_subscription(s)
     got = [t for t in arrivals if t0 <= t <= t1]
-    pub = [(t, n) for t, n in published if t0 <= t <= t1]
-    pub_hz = (pub[-1][1] - pub[0][1]) / (pub[-1][0] - pub[0][0]) if len(pub) > 1 else float("nan")
-    return {"size": f"{w}x{h}", "mbytes": w * h * 3 / 1e6, "published_hz": pub_hz,
+    return {"size": f"{w}x{h}", "mbytes": w * h * 3 / 1e6, "published_hz": published_rate(published, t0, t1),
             "received_hz": len(got) / (t1 - t0)}
 
 

@@ -24,10 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT / "ros2_ws" / "src" / "jala_bringup", ROOT / "ros2_ws" / "src" / "jala_ros"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+from benchmarks import use_ros_packages
+
+use_ros_packages()
 
 from jala_bringup.graph import TASKS, GraphArgs  # noqa: E402
 from jala_bringup.run import run_rollout  # noqa: E402

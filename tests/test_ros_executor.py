@@ -13,11 +13,12 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from tests.helpers import ROOT, use_ros_packages, wait_until  # noqa: E402
+from tests.helpers import use_ros_packages, wait_until  # noqa: E402
 
 use_ros_packages()
 
 from jala_bringup.ros_env import apply_loopback_env, loopback_env  # noqa: E402
+from jala_bringup.run import python_path  # noqa: E402
 
 DOMAIN = 53
 RATE_HZ = 400.0
@@ -60,7 +61,7 @@ def test_project_executor_receives_a_400hz_topic_without_losing_messages():
 
     apply_loopback_env(DOMAIN)
     env = loopback_env(DOMAIN)
-    env["PYTHONPATH"] = ":".join([str(ROOT / "ros2_ws" / "src" / "jala_ros"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = python_path(env)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN)
     try:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hardware.config_checks import ConfigProblems, is_int, is_number
-
 from hardware.interfaces import HAND_DOF
 from hardware.inspire.registers import FORCE_LIMIT_MAX, FORCE_LIMIT_MIN, READ_PLANS, SPEED_MAX, ByteOrder
 

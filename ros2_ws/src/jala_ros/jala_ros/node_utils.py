@@ -210,10 +210,7 @@ def call_trigger(client, timeout: float) -> tuple[bool, str]:
     if not client.wait_for_service(timeout_sec=timeout):
         return False, f"{client.srv_name} is not available"
     fut = client.call_async(Trigger.Request())
-    end = time.monotonic() + timeout
-    while not fut.done() and time.monotonic() < end:
-        time.sleep(0.005)
-    if not fut.done():
+    if not wait_for(fut.done, timeout, period=0.005):
         client.remove_pending_request(fut)
         return False, f"{client.srv_name} timed out"
     return fut.result().success, fut.result().message
