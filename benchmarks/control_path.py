@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     for t, s in r["cameras"].items():
         print(f"  camera {t}: {s['hz']:.1f} Hz")
     print(f"  chunks executed: arm {r['arm'].get('chunks_executed')}, hand {r['hand'].get('chunks_executed')}; "
-          f"holds during the rollout {r['holds']}")
+          f"holds during the rollout {r['holds_during_rollout']}")
     e = r.get("estop_hold_latency_ms", {})
     print(f"  estop at the end: supervisor detection -> hold  arm {e.get('arm', float('nan')):.1f} ms, "
           f"hand {e.get('hand', float('nan')):.1f} ms")

@@ -3,10 +3,14 @@ table of OK / MISSING with the reason and a hint. Exit code 0 when all configure
 is missing, 2 for a bad command line or config file.
 
 Probes (independent: one failing or hanging does not stop the others; they run in parallel)
-* robot (Franka FR3): a TCP connect to libfranka's command port 1337 on the robot (answers only while FCI is
-  active); with ``--franky`` also a real libfranka connection through franky that reads the robot state (this
-  applies franky's default collision thresholds, as any franky client does). A hint says when this PC's
-  kernel is not PREEMPT_RT.
+* robot (Franka FR3): libfranka's Connect handshake on the robot's command port 1337 (served only while FCI is
+  active): the request libfranka sends (protocol version + a UDP port), then the reply is parsed. OK only when
+  the robot accepts; a robot speaking another protocol version is reported with its version; a port that
+  answers anything else, or nothing within the timeout, is MISSING. The connection is closed right after the
+  reply (the robot serves one libfranka client at a time) and nothing else is sent: no motion, no settings.
+  With ``--franky`` also a real libfranka connection through franky that reads the robot state (this applies
+  franky's default collision thresholds, as any franky client does). A hint says when this PC's kernel is not
+  PREEMPT_RT.
 * hand (Inspire RH56): Modbus TCP or RTU, read of the six ANGLE_ACT registers 1546..1551.
 * cameras (RealSense L515): pyrealsense2 (and libusb) must load; each configured serial must be listed by
   ``rs.context``.
@@ -32,6 +36,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -42,6 +47,11 @@ from dataclasses import asdict, dataclass, field
 ANGLE_ACT_ADDRESS = 1546  # Inspire RH56 ANGLE_ACT: six 16-bit registers 1546..1551
 HAND_DOF = 6
 FRANKA_COMMAND_PORT = 1337  # libfranka's TCP command port on the robot controller
+# research_interface::robot::kVersion of the libfranka this project controls the robot with: libfranka 0.21.2, as
+# bundled in franky-control 2.0.0's wheel (franky-sim 1.0.4 serves the same version). A robot whose system version
+# speaks another one refuses the Connect with kIncompatibleLibraryVersion.
+LIBFRANKA_PROTOCOL_VERSION = 10
+LIBFRANKA_VERSION = "0.21.2"
 
 
 class CheckConfigError(ValueError):
@@ -178,21 +188,136 @@ def load_config(path: str) -> CheckConfig:
 
 
 # ------------------------------------------------------------------------------------------------ probes
-def _tcp_probe(host: str, port: int, timeout: float) -> tuple[bool, str, str]:
-    """(ok, reason, kind) of a TCP connect; kind in ok/refused/timeout/unreachable/resolve/error."""
+def _tcp_connect(host: str, port: int, timeout: float) -> tuple[socket.socket | None, str, str]:
+    """(connected socket or None, reason, kind) of a TCP connect; kind in ok/refused/timeout/unreachable/resolve/
+    error. The caller closes the socket."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, f"TCP port {port} open", "ok"
+        return socket.create_connection((host, port), timeout=timeout), f"TCP port {port} open", "ok"
     except socket.gaierror as exc:
-        return False, f"cannot resolve {host!r} ({exc.strerror})", "resolve"
+        return None, f"cannot resolve {host!r} ({exc.strerror})", "resolve"
     except ConnectionRefusedError:
-        return False, f"connection refused on port {port}", "refused"
+        return None, f"connection refused on port {port}", "refused"
     except (socket.timeout, TimeoutError):
-        return False, f"no answer within {timeout:g} s", "timeout"
+        return None, f"no answer within {timeout:g} s", "timeout"
     except OSError as exc:
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN):
-            return False, f"{exc.strerror or exc}", "unreachable"
-        return False, f"{exc.strerror or exc}", "error"
+            return None, f"{exc.strerror or exc}", "unreachable"
+        return None, f"{exc.strerror or exc}", "error"
+
+
+def _tcp_probe(host: str, port: int, timeout: float) -> tuple[bool, str, str]:
+    """(ok, reason, kind) of a TCP connect (closed again at once); kinds as ``_tcp_connect``."""
+    sock, reason, kind = _tcp_connect(host, port, timeout)
+    if sock is not None:
+        sock.close()
+    return sock is not None, reason, kind
+
+
+# libfranka's robot protocol (research_interface/robot/service_types.h, packed, little-endian): every TCP message
+# starts with a CommandHeader {uint32 command, uint32 command_id, uint32 size (whole message, header included)}.
+# Connect (command 0): request {uint16 version, uint16 udp_port} -> 16 bytes; response {uint8 status (0 success,
+# 1 incompatible library version), uint16 version (the robot's)} -> 15 bytes. (franky-sim pads its response to
+# 20 bytes; the status byte comes first either way, and libfranka reads ``size`` bytes.)
+_LF_HEADER = struct.Struct("<III")
+_LF_CONNECT_REQUEST = struct.Struct("<HH")
+_LF_CONNECT = 0
+_LF_CONNECT_RESPONSE_SIZE = _LF_HEADER.size + 3
+_LF_MAX_RESPONSE_SIZE = 1024  # a Connect response is tens of bytes: anything bigger is not libfranka talking
+_LF_SUCCESS, _LF_INCOMPATIBLE = 0, 1
+
+
+@dataclass(frozen=True)
+class LibfrankaHandshake:
+    """Outcome of libfranka's Connect handshake. kind: ok / incompatible / garbage / silent / closed, or a TCP
+    connect failure kind (refused / timeout / unreachable / resolve / error)."""
+
+    kind: str
+    detail: str
+    server_version: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "ok"
+
+
+def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Up to ``n`` bytes: fewer when the peer closes or ``deadline`` (monotonic) passes first."""
+    buf = bytearray()
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(n - len(buf))
+        except (socket.timeout, TimeoutError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def libfranka_handshake(host: str, port: int = FRANKA_COMMAND_PORT, timeout: float = 2.0,
+                        version: int = LIBFRANKA_PROTOCOL_VERSION) -> LibfrankaHandshake:
+    """Send libfranka's Connect request to ``host:port`` and parse the reply, within ``timeout`` seconds in all.
+
+    Sends only the Connect request (no motion, no settings) and closes the connection right after the reply, as a
+    libfranka client that exits does: the robot serves one libfranka client at a time and frees the slot when the
+    connection closes. The UDP port named in the request is a socket bound here for the duration (the robot
+    starts streaming its state there on success), closed afterwards."""
+    deadline = time.monotonic() + timeout
+    sock, reason, kind = _tcp_connect(host, port, timeout)
+    if sock is None:
+        return LibfrankaHandshake(kind, reason)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.bind(("", 0))
+        udp_port = udp.getsockname()[1]
+        command_id = 0  # libfranka's first command on a connection
+        request = _LF_CONNECT_REQUEST.pack(version, udp_port)
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            sock.sendall(_LF_HEADER.pack(_LF_CONNECT, command_id, _LF_HEADER.size + len(request)) + request)
+        except OSError as exc:
+            return LibfrankaHandshake("closed", f"port {port} accepted the connection, then dropped it "
+                                                f"({exc.strerror or exc})")
+        head = _recv_exactly(sock, _LF_HEADER.size, deadline)
+        if not head:
+            silent = time.monotonic() >= deadline
+            return LibfrankaHandshake(
+                "silent" if silent else "closed",
+                f"port {port} accepts connections but sent no libfranka reply within {timeout:g} s" if silent else
+                f"port {port} accepted the connection but closed it without a libfranka reply")
+        not_libfranka = f"port {port} answers but not with the libfranka protocol"
+        if len(head) < _LF_HEADER.size:
+            return LibfrankaHandshake("garbage", f"{not_libfranka} ({len(head)} bytes: {head[:16].hex(' ')})")
+        command, reply_id, size = _LF_HEADER.unpack(head)
+        if command != _LF_CONNECT or reply_id != command_id or not \
+                _LF_CONNECT_RESPONSE_SIZE <= size <= _LF_MAX_RESPONSE_SIZE:
+            return LibfrankaHandshake("garbage", f"{not_libfranka} (got {head.hex(' ')})")
+        payload = _recv_exactly(sock, size - _LF_HEADER.size, deadline)
+        if len(payload) < size - _LF_HEADER.size:
+            return LibfrankaHandshake("garbage", f"{not_libfranka} (a Connect reply of {size} bytes announced, "
+                                                 f"{_LF_HEADER.size + len(payload)} received)")
+        status = payload[0]
+        if status == _LF_SUCCESS:
+            return LibfrankaHandshake("ok", f"libfranka Connect accepted (protocol version {version}, "
+                                            f"libfranka {LIBFRANKA_VERSION})", version)
+        if status == _LF_INCOMPATIBLE:
+            server_version = struct.unpack_from("<H", payload, 1)[0]
+            return LibfrankaHandshake(
+                "incompatible", f"the robot speaks libfranka protocol version {server_version}; this PC's "
+                                f"libfranka {LIBFRANKA_VERSION} (franky-control 2.0.0) speaks version {version}",
+                server_version)
+        return LibfrankaHandshake("garbage", f"{not_libfranka} (Connect status {status} is not a libfranka one)")
+    finally:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+        udp.close()
 
 
 _ROBOT_HINTS = {
@@ -204,6 +329,13 @@ _ROBOT_HINTS = {
                    "(e.g. 172.16.0.1/24 when the robot is 172.16.0.2)",
     "resolve": "use the robot's IP address (Desk > Settings > Network)",
     "error": "check the network settings of this PC and the robot",
+    "incompatible": "libfranka and the robot's system version do not match: use the franky/libfranka build for "
+                    "this robot's system version (libfranka's compatibility table), or update the robot",
+    "garbage": "this address is not a Franka controller's FCI port (another service answers there): check the "
+               "robot address and port",
+    "silent": "another libfranka client may hold the connection (the robot serves one at a time: stop other "
+              "franky/franka_ros programs), or this address is not a Franka controller",
+    "closed": "the robot may be serving another libfranka client, or FCI was just deactivated: check Desk",
 }
 
 
@@ -244,13 +376,13 @@ _RT_HINT = ("this PC's kernel is not PREEMPT_RT: franky/libfranka refuse to cont
 
 def probe_robot(robot: RobotTarget, timeout: float) -> ProbeResult:
     target = f"{robot.ip}:{robot.port}"
-    ok, reason, kind = _tcp_probe(robot.ip, robot.port, timeout)
-    if not ok:
-        return ProbeResult("robot", target, False, f"robot {robot.ip}: {reason}", _ROBOT_HINTS.get(kind, ""))
+    hs = libfranka_handshake(robot.ip, robot.port, timeout)
+    if not hs.ok:
+        return ProbeResult("robot", target, False, f"robot {robot.ip}: {hs.detail}", _ROBOT_HINTS.get(hs.kind, ""))
     rt_hint = "" if realtime_kernel() else _RT_HINT
     if not robot.franky:
-        return ProbeResult("robot", target, True, f"libfranka command port {robot.port} accepts connections "
-                           "(FCI active; --franky does a full libfranka connect)", rt_hint)
+        return ProbeResult("robot", target, True, f"{hs.detail}: FCI active (--franky does a full libfranka "
+                           "connect)", rt_hint)
 
     # In a child process: libfranka's connect can take seconds and its threads must not outlive a timeout here.
     script = (

@@ -5,7 +5,7 @@ Nothing here imports ROS or hardware code.
 from .action_chunk import ACTION_DIM, ActionChunk
 from .config import (ActionHeadConfig, BackboneConfig, ConfigError, JalaPolicyConfig, MotionVocabConfig,
                      PerceiverConfig)
-from .policy import JalaPolicy, PolicyInputError
+from .policy import JalaPolicy, PolicyInputError, check_camera_views
 
 __all__ = ["ACTION_DIM", "ActionChunk", "ActionHeadConfig", "BackboneConfig", "ConfigError", "JalaPolicy",
-           "JalaPolicyConfig", "MotionVocabConfig", "PerceiverConfig", "PolicyInputError"]
+           "JalaPolicyConfig", "MotionVocabConfig", "PerceiverConfig", "PolicyInputError", "check_camera_views"]

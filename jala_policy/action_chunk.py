@@ -8,6 +8,7 @@ import numpy as np
 ARM_DOF = 7  # FR3 joint positions, radians (absolute targets)
 HAND_DOF = 6  # Inspire angles, native 0..1000 (1000 = open), DoF order pinky, ring, middle, index, thumb bend, thumb rot
 ACTION_DIM = ARM_DOF + HAND_DOF
+HAND_SIDE = "right"  # the FR3 carries one right Inspire RH56 hand: its Latent State Perceiver head is the right one
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,13 @@ The paper's eq. 8 writes the same path A^tau = tau*A + (1-tau)*eps but the targe
 negative of that path's velocity; integrating it from noise would move away from the data. We keep the path and
 use its true velocity, as GR00T N1.5's code does.
 
+Training times follow GR00T N1.5's code: s ~ Beta(1.5, 1), t = (noise_s - s) / noise_s with noise_s = 0.999, so
+noisy times (t near 0) are the most likely; t is bucketed into 1000 timestep buckets (clamped to [0, 999]).
+
+Width: the default (``paper`` preset) is the paper's hidden 2048 with 32 heads over the backbone's 1536-wide
+embeddings (944 M parameters); GR00T N1.5 itself is 1536 wide with a 2048-wide context (~550 M): the
+``gr00t-n1.5`` preset of jala_policy.config.ACTION_HEAD_PRESETS gives its width.
+
 The cross-attention keys/values of the embeddings do not depend on t: ``prepare_context`` computes them once
 per chunk and the N denoising steps reuse them.
 """
@@ -114,7 +121,7 @@ class FlowMatchingActionHead(nn.Module):
                  context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted velocity (B, horizon, action_dim). t in [0, 1], shape (B,)."""
         dtype = self.action_encoder.weight.dtype
-        buckets = (t * self.config.num_timestep_buckets).floor().clamp(max=self.config.num_timestep_buckets - 1)
+        buckets = (t * self.config.num_timestep_buckets).floor().clamp(0, self.config.num_timestep_buckets - 1)
         temb = self.time_mlp(timestep_embedding(buckets, self.config.hidden_size).to(dtype))
         x = torch.cat([self.state_encoder(state.to(dtype)).unsqueeze(1),
                        self.action_encoder(noisy_actions.to(dtype)) + self.action_pos], dim=1)
@@ -125,6 +132,7 @@ class FlowMatchingActionHead(nn.Module):
 
     # ---------------------------------------------------------------------------------------- training
     def sample_time(self, batch: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training flow times (B,): t = (noise_s - s) / noise_s, s ~ Beta(alpha, beta), as GR00T N1.5."""
         c = self.config
         beta = torch.distributions.Beta(torch.tensor(c.noise_beta_alpha), torch.tensor(c.noise_beta_beta))
         if generator is None:
@@ -133,7 +141,7 @@ class FlowMatchingActionHead(nn.Module):
             if c.noise_beta_beta != 1.0:
                 raise ValueError("seeded time sampling supports Beta(a, 1) only")
             s = torch.rand(batch, generator=generator, device=generator.device).pow(1.0 / c.noise_beta_alpha)
-        return (c.t_max * (1.0 - s)).to(device)
+        return ((c.noise_s - s) / c.noise_s).to(device)
 
     def loss(self, embeddings: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
              context_mask: torch.Tensor | None = None, action_mask: torch.Tensor | None = None,

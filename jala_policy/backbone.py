@@ -7,6 +7,13 @@ sample::
 
 image features are scattered into the ``<IMG_CONTEXT>`` slots, perceiver latents into the ``<latent>`` slots,
 and one forward pass gives hidden states; those at the ``<mot_mask>`` positions are the predictive embeddings.
+:func:`prompt_ids` builds the part before the motion chunks for inference, pretraining and generation alike.
+
+Attention (``BackboneConfig.chunk_attention``, default "bidirectional"): a block mask, see
+:func:`chunk_attention_mask`. Everything up to a motion chunk is causal; the tokens of one ``<mot>...</mot>``
+chunk attend to each other in both directions, so one pass over a fully masked chunk gives every masked
+position the whole chunk as context (single-pass predictive embeddings, MCP's reveal passes). The mask is a 4-D
+additive float mask, which transformers' Qwen2 passes unchanged to its eager and SDPA attention.
 """
 from __future__ import annotations
 
@@ -92,6 +99,38 @@ def image_features(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor
     raise TypeError(f"unexpected get_image_features return type {type(out).__name__}")
 
 
+def prompt_ids(tokenizer, text: str, *, num_image_tokens: int, num_views: int, latent_id: int,
+               num_latents: int) -> torch.Tensor:
+    """Token ids (1-D) of the sequence prefix: ``[<img> <IMG_CONTEXT> x n </img>] x views  <latent> x n  text``."""
+    image_block = IMAGE_START + IMAGE_CONTEXT * num_image_tokens + IMAGE_END
+    image_ids = tokenizer(image_block * num_views, add_special_tokens=False)["input_ids"]
+    text_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return torch.cat([torch.tensor(image_ids, dtype=torch.long),
+                      torch.full((num_latents,), latent_id, dtype=torch.long),
+                      torch.tensor(text_ids, dtype=torch.long)])
+
+
+def chunk_attention_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, chunk_start: int, chunk_end: int,
+                         dtype: torch.dtype) -> torch.Tensor:
+    """Additive block attention mask (B, 1, L, L): 0 where query i may attend to key j, the dtype's minimum elsewhere.
+
+    i attends to j when j is a real (not padding) token and either j <= i (causal) or i and j lie in the same
+    motion chunk, ``chunk_start`` (<mot>) through ``chunk_end`` (</mot>) inclusive. Equivalently, j <= reach(i):
+    i itself outside chunks, the chunk's ``</mot>`` inside one. Padding must be on the right (every query row then
+    keeps at least one key).
+    """
+    length = input_ids.shape[1]
+    pos = torch.arange(length, device=input_ids.device)
+    starts = input_ids == chunk_start
+    ends = input_ids == chunk_end
+    in_chunk = starts.long().cumsum(1) > ends.long().cumsum(1) - ends.long()  # opened, not closed before i
+    next_end = torch.where(ends, pos, length - 1).flip(1).cummin(1).values.flip(1)  # first </mot> at or after i
+    reach = torch.where(in_chunk, next_end, pos)
+    blocked = (pos[None, None, :] > reach[:, :, None]) | ~attention_mask.bool()[:, None, :]
+    mask = torch.zeros(blocked.shape, dtype=dtype, device=input_ids.device)
+    return mask.masked_fill_(blocked, torch.finfo(dtype).min).unsqueeze(1)
+
+
 def _check_weights_dir(path: str | os.PathLike) -> Path:
     p = Path(path).expanduser()
     hint = (f"download it once on a machine with network access, e.g. `hf download {INTERNVL_HF_REPO} "
@@ -127,6 +166,10 @@ class JalaBackbone(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if config.freeze_vision:
             self.freeze_vision()
+        attn = model.config.text_config._attn_implementation
+        if config.chunk_attention == "bidirectional" and attn not in ("eager", "sdpa"):
+            raise ConfigError(f"chunk_attention 'bidirectional' needs the eager or sdpa attention of the language "
+                              f"model (4-D masks), not {attn!r}")
 
     # ----------------------------------------------------------------------------------------- building
     @classmethod
@@ -179,15 +222,11 @@ class JalaBackbone(nn.Module):
     def encode_prompt(self, instruction: str, num_views: int, num_latents: int,
                       motion_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Token ids of one sample (1-D). ``motion_ids`` defaults to one fully masked chunk."""
-        image_block = IMAGE_START + IMAGE_CONTEXT * self.num_image_tokens + IMAGE_END
-        text_ids = self.tokenizer(image_block * num_views, add_special_tokens=False)["input_ids"]
-        instr_ids = self.tokenizer(instruction, add_special_tokens=False)["input_ids"]
-        latents = [self.motion.latent_id] * num_latents
+        prefix = prompt_ids(self.tokenizer, instruction, num_image_tokens=self.num_image_tokens, num_views=num_views,
+                            latent_id=self.motion.latent_id, num_latents=num_latents)
         if motion_ids is None:
             motion_ids = self.motion.masked_chunk()
-        parts = [torch.tensor(text_ids, dtype=torch.long), torch.tensor(latents, dtype=torch.long),
-                 torch.tensor(instr_ids, dtype=torch.long), torch.as_tensor(motion_ids, dtype=torch.long)]
-        return torch.cat(parts)
+        return torch.cat([prefix, torch.as_tensor(motion_ids, dtype=torch.long)])
 
     def collate(self, sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad sequences into (B, L) ids and an attention mask."""
@@ -206,7 +245,8 @@ class JalaBackbone(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None,
                 latents: torch.Tensor | None = None, image_embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """Last-layer hidden states (B, L, hidden).
+        """Last-layer hidden states (B, L, hidden). ``attention_mask`` (B, L) marks real tokens (right padding);
+        with bidirectional chunk attention it becomes the block mask of :func:`chunk_attention_mask`.
 
         pixel_values: (B * views, 3, S, S) in the order the image blocks appear; latents: (B, n_latents, hidden)
         for the ``<latent>`` slots. ``image_embeds`` may be given instead of pixel values (precomputed).
@@ -232,6 +272,9 @@ class JalaBackbone(nn.Module):
             if lat.shape[0] != int(latent_slots.sum()):
                 raise ValueError(f"{int(latent_slots.sum())} latent slots but {lat.shape[0]} latents")
             embeds = embeds.masked_scatter(latent_slots.unsqueeze(-1), lat)
+        if self.config.chunk_attention == "bidirectional":
+            attention_mask = chunk_attention_mask(input_ids, attention_mask, self.motion.mot_start,
+                                                  self.motion.mot_end, embeds.dtype)
         out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
         return out.last_hidden_state
 

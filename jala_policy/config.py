@@ -5,21 +5,54 @@ Presets
   layers; DINOv2-base texture encoder; DiT head 16 layers x 32 heads x 2048). Backbone weights are loaded from a
   local ``OpenGVLab/InternVL3-2B-hf`` directory.
 - ``tiny``: the same architectures with random weights and small widths, for tests and CPU demos.
+
+Action-head presets (``ActionHeadConfig.from_preset``), see ``ACTION_HEAD_PRESETS``: ``paper`` (the default),
+``gr00t-n1.5`` and ``tiny``.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .action_chunk import ACTION_DIM
+from .action_chunk import ACTION_DIM, HAND_SIDE
 
 PRESETS = ("internvl3-2b", "tiny")
+HAND_SIDES = ("left", "right")  # index = the perceiver's hand head (jala_policy.perceiver.LEFT_HAND / RIGHT_HAND)
+CHUNK_ATTENTION = ("bidirectional", "causal")
+
+# DiT sizes of the flow-matching head.
+# - paper: JALA B.1, "16 layers of 32-head attention blocks, and the hidden state dimension is 2048": 2048 wide
+#   (head dim 64) cross-attending to the backbone's 1536-wide embeddings, 944 M parameters.
+# - gr00t-n1.5: GR00T N1.5's own DiT width, 32 heads x 48 = 1536 (GR00T: about 550 M parameters with a 2048-wide
+#   cross-attention context; here the context is still the backbone's 1536, so 16 x 1536 gives 541 M).
+# JALA says it "directly follows" GR00T N1.5 yet states hidden 2048, the reverse of GR00T's 1536 wide / 2048
+# context; the default keeps the paper's number.
+ACTION_HEAD_PRESETS = {
+    "paper": {"num_layers": 16, "num_heads": 32, "hidden_size": 2048},
+    "gr00t-n1.5": {"num_layers": 16, "num_heads": 32, "hidden_size": 1536},
+    "tiny": {"num_layers": 2, "num_heads": 4, "hidden_size": 64},
+}
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid or inconsistent."""
+
+
+def read_json_file(path) -> dict:
+    """A JSON object from ``path``; ConfigError naming the file and the error's line / column when it is not
+    valid JSON (a file cut short by a full disk, edited by hand)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc.reason})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 @dataclass
@@ -34,10 +67,17 @@ class BackboneConfig:
     # Size of the text vocabulary; the motion ids start right after it. Filled in when the backbone is first
     # built and saved with the checkpoint (the saved embedding matrix already includes the motion ids).
     text_vocab_size: int | None = None
+    # Attention inside motion chunks. "bidirectional" (masked chunk prediction, paper A.3): the tokens of each
+    # <mot>...</mot> chunk attend to each other in both directions and to everything before the chunk; all
+    # other tokens (images, latents, instruction, across chunks) stay causal. "causal": the plain LM mask.
+    chunk_attention: str = "bidirectional"
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown backbone preset {self.preset!r}; known presets: {', '.join(PRESETS)}")
+        if self.chunk_attention not in CHUNK_ATTENTION:
+            raise ConfigError(f"chunk_attention must be one of {', '.join(CHUNK_ATTENTION)}, "
+                              f"got {self.chunk_attention!r}")
 
 
 @dataclass
@@ -78,7 +118,7 @@ class PerceiverConfig:
 
 @dataclass
 class ActionHeadConfig:
-    """GR00T N1.5-style flow-matching DiT head (paper B.1)."""
+    """GR00T N1.5-style flow-matching DiT head (paper B.1). Default sizes: the ``paper`` preset."""
 
     num_layers: int = 16
     num_heads: int = 32
@@ -89,10 +129,11 @@ class ActionHeadConfig:
     state_dim: int = ACTION_DIM
     num_inference_steps: int = 4
     num_timestep_buckets: int = 1000
-    # t ~ t_max * (1 - Beta(a, b)): more weight on noisy times, as GR00T N1.5 samples it.
+    # Training times as GR00T N1.5 samples them: t = (noise_s - s) / noise_s with s ~ Beta(alpha, beta), so
+    # t = 0 (noise) is the most likely end; t lies in [1 - 1/noise_s, 1] (a sliver below 0 maps to bucket 0).
     noise_beta_alpha: float = 1.5
     noise_beta_beta: float = 1.0
-    t_max: float = 0.999
+    noise_s: float = 0.999
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -103,6 +144,15 @@ class ActionHeadConfig:
             raise ConfigError("num_inference_steps must be >= 1")
         if self.action_horizon < 1 or self.action_dim < 1 or self.state_dim < 1:
             raise ConfigError("action horizon, action dim and state dim must be positive")
+        if not 0.0 < self.noise_s <= 1.0:
+            raise ConfigError(f"noise_s must be in (0, 1], got {self.noise_s}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "ActionHeadConfig":
+        """A head of ``ACTION_HEAD_PRESETS[name]`` sizes; other fields at their defaults or ``overrides``."""
+        if name not in ACTION_HEAD_PRESETS:
+            raise ConfigError(f"unknown action head preset {name!r}; known presets: {', '.join(ACTION_HEAD_PRESETS)}")
+        return cls(**{**ACTION_HEAD_PRESETS[name], **overrides})
 
 
 @dataclass
@@ -117,10 +167,14 @@ class JalaPolicyConfig:
     input_image_hw: tuple[int, int] | None = None
     action_dt: float = 1.0 / 15.0  # seconds between consecutive actions of a chunk
     prompt_template: str = "{instruction}"
+    # The embodiment's hand: picks the Latent State Perceiver's hand head in predict and post-training alike.
+    hand_side: str = HAND_SIDE
 
     def __post_init__(self):
         if self.num_views < 1:
             raise ConfigError("num_views must be >= 1")
+        if self.hand_side not in HAND_SIDES:
+            raise ConfigError(f"hand_side must be one of {', '.join(HAND_SIDES)}, got {self.hand_side!r}")
         if self.action_dt <= 0:
             raise ConfigError("action_dt must be positive")
         if self.input_image_hw is not None:
@@ -138,7 +192,7 @@ class JalaPolicyConfig:
                 backbone=BackboneConfig(preset="tiny"),
                 perceiver=PerceiverConfig(encoder_preset="tiny", encoder_image_size=28, num_latents=4, width=32,
                                           num_heads=4),
-                action_head=ActionHeadConfig(num_layers=2, num_heads=4, hidden_size=64),
+                action_head=ActionHeadConfig.from_preset("tiny"),
             )
         else:
             raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
@@ -156,12 +210,15 @@ class JalaPolicyConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "JalaPolicyConfig":
         d = dict(d)
+        head = dict(d.pop("action_head", {}))
+        if "t_max" in head:  # configs written before the field was named as GR00T N1.5 names it
+            head["noise_s"] = head.pop("t_max")
         try:
             sub = {
                 "backbone": BackboneConfig(**d.pop("backbone", {})),
                 "motion": MotionVocabConfig(**d.pop("motion", {})),
                 "perceiver": PerceiverConfig(**d.pop("perceiver", {})),
-                "action_head": ActionHeadConfig(**d.pop("action_head", {})),
+                "action_head": ActionHeadConfig(**head),
             }
             return cls(**sub, **d)
         except TypeError as exc:  # unknown or missing keys

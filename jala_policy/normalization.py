@@ -82,5 +82,10 @@ class PolicyNormalizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "PolicyNormalizer":
-        d = json.loads(Path(path).read_text())
-        return cls(NormalizationStats.from_dict(d["state"]), NormalizationStats.from_dict(d["action"]))
+        from .config import ConfigError, read_json_file
+
+        d = read_json_file(path)
+        try:
+            return cls(NormalizationStats.from_dict(d["state"]), NormalizationStats.from_dict(d["action"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: invalid normalisation statistics: {exc!r}") from None

@@ -10,7 +10,6 @@ Checkpoint directory layout (``save_pretrained`` / ``from_pretrained``)::
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +23,9 @@ from transformers import AutoTokenizer, Dinov2Model, InternVLForConditionalGener
 from .action_chunk import ARM_DOF, HAND_DOF, ActionChunk
 from .action_head import FlowMatchingActionHead
 from .backbone import IMAGENET_MEAN, IMAGENET_STD, JalaBackbone, MissingWeightsError
-from .config import ConfigError, JalaPolicyConfig
+from .config import ConfigError, JalaPolicyConfig, read_json_file
 from .normalization import NormalizationStats, PolicyNormalizer
-from .perceiver import RIGHT_HAND, LatentPerceiver, TextureEncoder
+from .perceiver import LEFT_HAND, RIGHT_HAND, LatentPerceiver, TextureEncoder
 
 # FR3 joint position limits [rad] (Franka FR3 datasheet) and the Inspire angle range: the default normalisation
 # range of the 13-D robot state/action before statistics of real demonstrations are computed.
@@ -36,6 +35,18 @@ FR3_Q_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
 
 class PolicyInputError(ValueError):
     """An observation given to ``predict`` is malformed (wrong image size or type, NaN proprio, ...)."""
+
+
+def check_camera_views(num_views: int, cameras: Sequence[str]) -> None:
+    """Refuse a camera setup whose number of cameras differs from the views the policy was trained on.
+
+    The one check (and message) for every place that feeds a policy: the ROS policy node (its image topics) and
+    the simulated evaluation (the task world's cameras). Views are never dropped or duplicated silently."""
+    cameras = list(cameras)
+    if len(cameras) != int(num_views):
+        raise ConfigError(f"the policy takes {num_views} camera view(s) but {len(cameras)} camera(s) are configured "
+                          f"({', '.join(map(str, cameras)) or 'none'}): use a checkpoint trained with {len(cameras)} "
+                          f"view(s) or configure {num_views} camera(s)")
 
 
 def default_robot_stats(dim: int) -> NormalizationStats:
@@ -117,7 +128,11 @@ class JalaPolicy(nn.Module):
                                "policy_heads.safetensors") if not (d / n).exists()]
         if missing:
             raise MissingWeightsError(f"{d} is not a JALA policy checkpoint: missing {', '.join(missing)}")
-        config = JalaPolicyConfig.from_dict(json.loads((d / "config.json").read_text()))
+        try:
+            config = JalaPolicyConfig.from_dict(read_json_file(d / "config.json"))
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if str(d / "config.json") in msg else f"{d / 'config.json'}: {msg}") from None
         device = torch.device(device) if device is not None else default_device()
         dtype = dtype or default_dtype(device)
         model = InternVLForConditionalGeneration.from_pretrained(d / "backbone", dtype=dtype)
@@ -161,10 +176,16 @@ class JalaPolicy(nn.Module):
         x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
         return ((x - self.tex_mean) / self.tex_std).to(self.dtype)
 
+    @property
+    def hand(self) -> int:
+        """The perceiver hand head of this embodiment (``config.hand_side``)."""
+        return LEFT_HAND if self.config.hand_side == "left" else RIGHT_HAND
+
     def state_latents(self, first_view: torch.Tensor) -> torch.Tensor:
-        """LSP latents of the current frame, duplicated as (v0, v0): (B, num_latents, hidden)."""
+        """LSP latents of the current frame, duplicated as (v0, v0), through the embodiment's hand head:
+        (B, num_latents, hidden). Used by predict and post-training (compute_loss) alike."""
         feats = self.texture_encoder(self._texture_pixels(first_view))
-        return self.state_perceiver(feats, feats, RIGHT_HAND)
+        return self.state_perceiver(feats, feats, self.hand)
 
     def _prompt(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
         key = (instruction, self.config.num_views)

@@ -1,11 +1,14 @@
-"""jala-hardware-check against real loopback endpoints: closed ports, a listening TCP port, and a small pymodbus
+"""jala-hardware-check against real loopback endpoints: closed ports, listening TCP ports that answer junk or
+nothing, a small libfranka Connect responder, franky-sim (the libfranka protocol in Python), and a small pymodbus
 server holding the Inspire ANGLE_ACT registers."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -17,7 +20,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hardware.check import main
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 ANGLES = [1000, 990, 500, 250, 7, 0]
 
@@ -72,6 +75,67 @@ def silent_listener():
     s.close()
 
 
+class FakeFci:
+    """A loopback TCP server on the robot port that answers each connection per ``mode``, one at a time:
+    * "ok" / "incompatible": libfranka's packed Connect response (header + uint8 status + uint16 version);
+    * "junk": some bytes that are no libfranka reply; "http": an HTTP error page; "close": closes at once.
+    It records each request and whether the client closed the connection after the reply."""
+
+    def __init__(self, mode: str, server_version: int = 10):
+        self.mode, self.server_version = mode, server_version
+        self.requests: list[bytes] = []
+        self.client_closed: list[bool] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(3.0)
+                try:
+                    if self.mode == "close":
+                        continue
+                    request = b""
+                    while len(request) < 16:
+                        chunk = conn.recv(16 - len(request))
+                        if not chunk:
+                            break
+                        request += chunk
+                    self.requests.append(request)
+                    if self.mode in ("ok", "incompatible"):
+                        _, command_id, _ = struct.unpack_from("<III", request)
+                        status = 0 if self.mode == "ok" else 1
+                        conn.sendall(struct.pack("<III", 0, command_id, 15) +
+                                     struct.pack("<BH", status, self.server_version))
+                    elif self.mode == "junk":
+                        conn.sendall(bytes(range(7, 47)))
+                    elif self.mode == "http":
+                        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    self.client_closed.append(conn.recv(64) == b"")  # the client closes after the reply
+                except OSError:
+                    self.client_closed.append(False)
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def fake_fci(request):
+    """FakeFci in mode "ok" (parametrise indirectly for another mode)."""
+    server = FakeFci(getattr(request, "param", "ok"))
+    yield server
+    server.close()
+
+
 def lines_of(out: str, device: str) -> list[str]:
     return [ln for ln in out.splitlines() if ln.startswith(device + " ")]
 
@@ -91,18 +155,18 @@ def test_nothing_connected_gives_missing_lines_with_reasons_and_exit_1(capsys):
     assert "3 missing" in out
 
 
-def test_live_hand_and_open_robot_port_are_ok_from_a_yaml_config(tmp_path, capsys, hand_server, silent_listener):
+def test_live_hand_and_libfranka_robot_are_ok_from_a_yaml_config(tmp_path, capsys, hand_server, fake_fci):
     cfg = tmp_path / "devices.yaml"
     cfg.write_text(f"""
 hardware:
   timeout_s: 1.5
-  robot: {{ip: 127.0.0.1, port: {silent_listener}}}
+  robot: {{ip: 127.0.0.1, port: {fake_fci.port}}}
   hand: {{transport: tcp, host: 127.0.0.1, port: {hand_server}, device_id: 1}}
 """)
     rc = main(["--config", str(cfg)])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "OK" in lines_of(out, "robot")[0] and "port" in lines_of(out, "robot")[0]
+    assert "OK" in lines_of(out, "robot")[0] and "libfranka Connect accepted" in lines_of(out, "robot")[0]
     hand = lines_of(out, "hand")[0]
     assert "OK" in hand and f"ANGLE_ACT {ANGLES}" in hand
     assert "all 2 OK" in out
@@ -114,10 +178,10 @@ hardware:
 
 
 def test_wrong_device_id_and_a_silent_port_are_missing_without_blocking_other_probes(
-        capsys, hand_server, silent_listener):
+        capsys, hand_server, silent_listener, fake_fci):
     t0 = time.monotonic()
     rc = main(["--hand-host", "127.0.0.1", "--hand-port", str(hand_server), "--hand-device-id", "7",
-               "--robot-ip", "127.0.0.1", "--robot-port", str(silent_listener), "--timeout", "1"])
+               "--robot-ip", "127.0.0.1", "--robot-port", str(fake_fci.port), "--timeout", "1"])
     out = capsys.readouterr().out
     assert rc == 1
     assert "MISSING" in lines_of(out, "hand")[0] and "device id 7" in out
@@ -167,15 +231,15 @@ def test_console_entry_exit_code():
     assert "MISSING" in proc.stdout and "connection refused" in proc.stdout
 
 
-def test_franky_connect_failure_is_reported_not_raised(capsys, silent_listener):
-    """--franky: the TCP probe passes (a listening port), then franky/libfranka tries the real FCI connect to
-    127.0.0.1:1337, where nothing listens."""
+def test_franky_connect_failure_is_reported_not_raised(capsys, fake_fci):
+    """--franky: the Connect handshake passes (a libfranka responder on another port), then franky/libfranka tries
+    the real FCI connect to 127.0.0.1:1337, where nothing listens."""
     try:
         socket.create_connection(("127.0.0.1", 1337), timeout=0.5).close()
         pytest.skip("something listens on 127.0.0.1:1337")
     except OSError:
         pass
-    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(silent_listener), "--franky", "--timeout", "1"])
+    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(fake_fci.port), "--franky", "--timeout", "1"])
     out = capsys.readouterr().out
     assert rc == 1
     robot = lines_of(out, "robot")[0]
@@ -196,3 +260,73 @@ def test_rtu_hand_on_a_virtual_serial_cable_is_ok(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert f"ANGLE_ACT {ANGLES}" in lines_of(out, "hand")[0]
+
+
+# ------------------------------------------------------------------------------------- libfranka handshake
+def test_robot_is_ok_only_after_a_libfranka_connect_with_franky_sim(capsys):
+    """franky-sim speaks libfranka's protocol: the handshake is accepted, and it leaves the server free for the
+    next client (the probe closed its connection): a second probe and a full franky connect both succeed."""
+    pytest.importorskip("franky_sim")
+    from hardware.franka.sim_server import FrankySimProcess
+
+    with FrankySimProcess(simulator="mujoco") as sim:
+        rc = main(["--robot-ip", sim.hostname, "--timeout", "2"])
+        out = capsys.readouterr().out
+        assert rc == 0, out
+        robot = lines_of(out, "robot")[0]
+        assert "OK" in robot and "libfranka Connect accepted (protocol version 10" in robot and "FCI active" in robot
+        if importlib.util.find_spec("franky") is not None:
+            rc = main(["--robot-ip", sim.hostname, "--franky", "--timeout", "2"])
+            out = capsys.readouterr().out
+            assert rc == 0, out + sim.output()[-2000:]
+            assert "franky connected" in lines_of(out, "robot")[0]
+        rc = main(["--robot-ip", sim.hostname, "--timeout", "2"])
+        assert rc == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fake_fci", ["junk", "http", "close"], indirect=True)
+def test_a_listener_that_does_not_speak_libfranka_is_missing(capsys, fake_fci):
+    t0 = time.monotonic()
+    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(fake_fci.port), "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    robot = lines_of(out, "robot")[0]
+    assert "MISSING" in robot, out
+    if fake_fci.mode == "close":
+        assert "closed it without a libfranka reply" in robot
+    else:
+        assert f"port {fake_fci.port} answers but not with the libfranka protocol" in robot
+    assert "hint:" in out
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_silent_listener_is_missing_after_the_timeout(capsys, silent_listener):
+    t0 = time.monotonic()
+    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(silent_listener), "--timeout", "0.5"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    robot = lines_of(out, "robot")[0]
+    assert "MISSING" in robot and f"port {silent_listener} accepts connections but sent no libfranka reply" in robot
+    assert "one at a time" in out  # the hint names the other-client case
+    assert 0.4 < time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("fake_fci", ["incompatible"], indirect=True)
+def test_incompatible_version_names_the_robots_version(capsys, fake_fci):
+    fake_fci.server_version = 9
+    rc = main(["--robot-ip", "127.0.0.1", "--robot-port", str(fake_fci.port), "--timeout", "1"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    robot = lines_of(out, "robot")[0]
+    assert "MISSING" in robot and "the robot speaks libfranka protocol version 9" in robot
+    assert "speaks version 10" in robot and "system version" in out
+
+
+def test_the_connect_request_is_libfrankas_and_the_connection_is_closed_after_the_reply(capsys, fake_fci):
+    assert main(["--robot-ip", "127.0.0.1", "--robot-port", str(fake_fci.port), "--timeout", "1"]) == 0
+    wait_until(lambda: fake_fci.client_closed, timeout=3.0)
+    assert len(fake_fci.requests) == 1  # one connection, one Connect request, nothing else
+    command, command_id, size, version, udp_port = struct.unpack("<IIIHH", fake_fci.requests[0])
+    assert (command, command_id, size, version) == (0, 0, 16, 10)
+    assert 0 < udp_port < 65536
+    assert fake_fci.client_closed == [True]

@@ -3,6 +3,7 @@ and Modbus RTU over a virtual serial cable)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -595,6 +596,50 @@ def test_emulator_command_line_serves_the_driver():
             proc.kill()
             proc.wait()
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("case", ["in use", "out of range"])
+def test_emulator_command_line_bad_port_is_one_line_and_exit_2(case):
+    """A port another program listens on, or one out of range: one line on stderr naming the port, exit code 2, no
+    traceback (and the emulator does not start)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with socket.socket() as busy:
+        if case == "in use":
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+        else:
+            port = 70000
+        proc = subprocess.run([sys.executable, "-m", "hardware.inspire.emulator", "--port", str(port)], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("jala-inspire-emulator: ") and f"port {port}" in lines[0] and case in lines[0]
+
+
+def test_emulator_command_line_port_taken_after_the_check_is_one_line_too(monkeypatch, capsys):
+    """The port is free when checked but taken before the listen (a race): still one line and exit code 2."""
+    from hardware.inspire import emulator as emulator_module
+
+    real_check = emulator_module._tcp_listen_problem
+    calls = []
+
+    def check_then_race(host, port):
+        calls.append(port)
+        return None if len(calls) == 1 else real_check(host, port)
+
+    monkeypatch.setattr(emulator_module, "_tcp_listen_problem", check_then_race)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert emulator_module.main(["--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"jala-inspire-emulator: port {port} is in use on 127.0.0.1 "
+                                        "(another emulator or hand bridge?)"], err
+    assert len(calls) == 2
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX pseudo-terminals")

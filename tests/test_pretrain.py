@@ -41,13 +41,7 @@ def tiny_config(tmp_path=None, **run) -> PretrainConfig:
     return cfg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model gains nothing from intra-op threads; on a loaded 2-core machine they cost 10x."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

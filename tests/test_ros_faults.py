@@ -1,13 +1,19 @@
-"""Faults on a live graph over DDS: the simulated world's camera, arm and hand nodes (one process, as
-``sim_devices`` runs them) and the supervisor, driven by an observer node that publishes chunks and calls
-services. E-stop, a stale camera and a NaN chunk must each bring the robot to a hold; the hold must be commanded
-within 100 ms of the supervisor's detection, and the arm must then stand still."""
+"""Fault suite, part 1: faults on a live graph over DDS: the simulated world's camera, arm and hand nodes (one
+process, as ``sim_devices`` runs them) and the supervisor with its DEFAULT timeouts, driven by an observer node
+that publishes chunks and calls services. E-stop, a stale camera, a stale policy and every kind of bad chunk
+(NaN, velocity jump, wrong joint names for the arm or the hand) must each bring the robot to a hold; every hold
+is commanded within 100 ms of the detection (no retries), the reason names the fault, no chunk executes while
+held, arm and hand stand still (max joint speed < 0.01 rad/s within 0.5 s), and reset recovers.
+Process-level faults (killed / stalled processes, the runner's signals, start during hold with the real policy
+node) are in test_ros_process_faults.py."""
 from __future__ import annotations
 
 import time
 
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.safety
 
 pytest.importorskip("rclpy")
 pytest.importorskip("hardware.sim.world")  # sets MUJOCO_GL before mujoco is imported
@@ -19,7 +25,10 @@ use_ros_packages()
 from jala_bringup.ros_env import apply_loopback_env  # noqa: E402
 
 DOMAIN = 37
-HOLD_BUDGET_S = 0.100
+HOLD_BUDGET_S = 0.100  # detection -> hold commanded on arm and hand
+DETECTION_MARGIN_S = 0.100  # input gone -> detected: at most the timeout plus this
+STILL_SPEED = 0.01  # rad/s: "stands still"
+HAND_STILL_SPEED = 20.0  # hand units/s (2 % of the 0..1000 range per second; the chunks here ramp at 300/s)
 
 
 class Rig:
@@ -44,15 +53,22 @@ class Rig:
         self.world = world
         self.sim, self.cams, self.arm, self.hand = build_sim_nodes(
             overrides={"render_width": 64, "render_height": 48, "camera_fps": 15.0}, world=world)
-        self.sup = SupervisorNode(overrides={"camera_timeout_ms": 600.0, "joint_state_timeout_ms": 1500.0,
-                                             "policy_timeout_ms": 500.0, "watch_sensors_when_idle": True,
-                                             "startup_grace_s": 10.0})
+        self.chunks_seen: list[float] = []  # arrival times of chunks on the topic (monotonic)
+        # the supervisor's default timeouts (camera / joint states 250 ms, policy 1000 ms) and its default of
+        # watching camera and joint states while the policy runs (the tests publish the "running" flag)
+        self.sup = SupervisorNode(overrides={"startup_grace_s": 10.0})
         self.obs = rclpy.create_node("fault_observer", namespace="/test")
         self.q: list[tuple[float, np.ndarray, np.ndarray]] = []
         self.diag: dict[str, dict] = {}
         self.status: list[str] = []
+        self.hand_q: list[tuple[float, float, np.ndarray]] = []
         self.obs.create_subscription(JointState, "/jala/arm/joint_states", lambda m: self.q.append(
             (time.monotonic(), np.array(m.position), np.array(m.velocity))), STATE_QOS)
+        from jala_ros.conversions import from_time_msg
+
+        # (arrival, measurement stamp, angles): speeds from measurement stamps (arrivals can bunch)
+        self.obs.create_subscription(JointState, "/jala/hand/joint_states", lambda m: self.hand_q.append(
+            (time.monotonic(), from_time_msg(m.header.stamp), np.array(m.position))), STATE_QOS)
 
         def on_diag(msg):
             for st in msg.status:
@@ -104,25 +120,64 @@ class Rig:
             time.sleep(0.2)
         self.wait(lambda: not self.arm.held and not self.hand.held, 2.0, "arm and hand to accept chunks")
 
+    def start_motion(self, dq0: float, duration: float, moved: float = 0.03, attempts: int = 3) -> np.ndarray:
+        """Reset, publish a chunk moving joint 1 by ``dq0``, and wait until the arm follows it. A hold that
+        comes BEFORE the test injects its fault (a loaded 2-core box starving the simulated camera past the
+        250 ms timeout) is not what the test checks: that setup is retried (the hold checks never are)."""
+        for _ in range(attempts):
+            self.reset()
+            q0 = self.publish_move(dq0, duration)
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end and not self.sup.holding and abs(self.latest_q()[0] - q0[0]) <= moved:
+                time.sleep(0.005)
+            if not self.sup.holding and abs(self.latest_q()[0] - q0[0]) > moved:
+                return q0
+        raise AssertionError(f"the arm did not follow a chunk without a hold in {attempts} attempts "
+                             f"(last hold: {self.sup.hold_reason!r})")
+
+    def settle(self, timeout: float = 3.0) -> None:
+        """Wait until the arm stands still (the previous test's chunk played out)."""
+        def still():
+            t = time.monotonic()
+            return t - self.q[0][0] > 0.2 and self.speeds_after(t - 0.2)[0] < STILL_SPEED
+
+        self.wait(still, timeout, "the arm to stand still")
+
     def latest_q(self) -> np.ndarray:
         return self.q[-1][1]
 
-    def publish_move(self, dq0: float, duration: float, hand: float = 500.0, nan_at: tuple | None = None):
-        """Chunk moving joint 1 by ``dq0`` rad over ``duration`` s (from now), hand to ``hand``."""
+    def publish_move(self, dq0: float, duration: float, hand: float | tuple[float, float] = (300.0, 900.0),
+                     nan_at: tuple | None = None, jump: float = 0.0, names=None, stamp_age: float = 0.0,
+                     first_at: float | None = None, n: int = 15):
+        """Chunk moving joint 1 by ``dq0`` rad over ``duration`` s (from now) while the hand's targets ramp from
+        ``hand[0]`` to ``hand[1]`` (keep changing); ``jump``: rad added to joint 1 at every waypoint (a velocity
+        jump from the measured position); ``names``: the joint names to send; ``stamp_age``: the observation
+        stamp lies this far in the past; ``first_at``: the first waypoint's time from now (default duration/n)."""
         from jala_ros.conversions import chunk_to_trajectory
         from jala_ros.core import CHUNK_JOINT_NAMES
 
         q0 = self.latest_q()
-        stamp = self.obs.get_clock().now().nanoseconds * 1e-9
-        n = 15
-        ts = stamp + duration * np.arange(1, n + 1) / n
+        now = self.obs.get_clock().now().nanoseconds * 1e-9
+        first = duration / n if first_at is None else first_at
+        ts = now + first + (duration - first) * np.arange(n) / max(n - 1, 1)
         arm = q0[None].repeat(n, 0)
-        arm[:, 0] += dq0 * np.arange(1, n + 1) / n
-        actions = np.hstack([arm, np.full((n, 6), hand)])
+        arm[:, 0] += dq0 * np.arange(1, n + 1) / n + jump
+        lo, hi = (hand, hand) if np.isscalar(hand) else hand
+        actions = np.hstack([arm, np.linspace(lo, hi, n)[:, None].repeat(6, 1)])
         if nan_at is not None:
             actions[nan_at] = np.nan
-        self.chunk_pub.publish(chunk_to_trajectory(actions, ts, stamp, CHUNK_JOINT_NAMES))
+        stamp = now - stamp_age
+        self.chunk_pub.publish(chunk_to_trajectory(actions, ts, stamp, tuple(names or CHUNK_JOINT_NAMES)))
         return q0
+
+    def speeds_after(self, t0: float) -> tuple[float, float]:
+        """(max |arm joint speed| in rad/s over all joints, max hand speed in units/s) over joint states
+        received after ``t0`` (monotonic)."""
+        arm = [np.abs(v).max() for t, _, v in self.q if t > t0]
+        hand = [(stamp, a) for t, stamp, a in self.hand_q if t > t0]
+        hand_speed = max((np.abs(a1 - a0).max() / (s1 - s0) for (s0, a0), (s1, a1) in zip(hand, hand[1:])
+                          if s1 - s0 > 1e-3), default=float("nan"))
+        return (max(arm) if arm else float("nan")), hand_speed
 
     def close(self):
         for spin in self.spins:
@@ -146,123 +201,229 @@ def rig():
         r.close()
 
 
-def _assert_arm_holds(rig, q_target_0: float, start_q0: float):
-    """After the hold, the arm stops well short of the chunk's target and stands still."""
+def _assert_held_still(rig, start_q0: float | None = None, q_target_0: float | None = None):
+    """After a hold: within 0.5 s arm and hand stand still (every arm joint < 0.01 rad/s, hand targets no longer
+    followed), the arm stopped well short of the chunk's target, and no chunk executes while held."""
+    executed = (rig.arm.chunks_executed, rig.hand.chunks_executed)
     hold_t = time.monotonic()
-    time.sleep(0.4)  # deceleration
-    window = [(t, q, v) for t, q, v in rig.q if t > hold_t]
+    time.sleep(0.5)  # deceleration
+    t_still = time.monotonic()
+    time.sleep(0.4)
+    arm_speed, hand_speed = rig.speeds_after(t_still)
+    assert arm_speed < STILL_SPEED, f"arm still moving {arm_speed:.4f} rad/s 0.5 s after the hold"
+    assert hand_speed < HAND_STILL_SPEED, f"hand still moving {hand_speed:.1f} units/s 0.5 s after the hold"
+    window = [q for t, q, _ in rig.q if t > hold_t]
     assert window, "no joint states after the hold"
-    q_end = window[-1][1][0]
-    speeds = np.array([abs(v[0]) for _, _, v in window[-10:]])
-    assert speeds.max() < 0.03, f"arm still moving after hold: {speeds}"
-    assert abs(q_end - start_q0) < 0.6 * abs(q_target_0 - start_q0), "arm kept following the chunk"
-    time.sleep(0.3)
-    assert abs(rig.latest_q()[0] - q_end) < 0.005
+    if start_q0 is not None:
+        assert abs(window[-1][0] - start_q0) < 0.6 * abs(q_target_0 - start_q0), "arm kept following the chunk"
+    assert (rig.arm.chunks_executed, rig.hand.chunks_executed) == executed, "a chunk executed while held"
+
+
+def _assert_recovers(rig):
+    """reset clears the hold, and a new chunk is followed again."""
+    rig.reset()
+    q0 = rig.publish_move(0.1, 1.0)
+    rig.wait(lambda: abs(rig.latest_q()[0] - q0[0]) > 0.02, 3.0, "the arm to follow a chunk after the reset")
 
 
 def _hold_latencies(rig) -> dict[str, float]:
     return {dev.get_name(): dev.hold_stamp - rig.sup.detected_at for dev in (rig.arm, rig.hand)}
 
 
-def _within_budget(trial, attempts: int = 3) -> None:
-    """Run ``trial`` (returns detection -> hold latencies) until arm and hand both hold within the budget. A
-    shared 2-core CI box can stall a process for longer than the budget now and then, so a miss is retried
-    (at most ``attempts`` times); every attempt must still hold within 1 s."""
-    seen = []
-    for _ in range(attempts):
-        lat = trial()
-        seen.append({k: round(v * 1e3, 1) for k, v in lat.items()})
-        assert all(0.0 <= v < 1.0 for v in lat.values()), f"hold latencies (ms): {seen}"
-        if all(v < HOLD_BUDGET_S for v in lat.values()):
-            return
-    raise AssertionError(f"no attempt held within {HOLD_BUDGET_S * 1e3:.0f} ms of detection; latencies (ms): {seen}")
+def _assert_hold_within_budget(rig) -> None:
+    """Arm and hand both commanded to hold within HOLD_BUDGET_S of the supervisor's detection (every time)."""
+    rig.wait(lambda: rig.arm.held and rig.hand.held, 2.0, "arm and hand to hold")
+    lat = {k: round(v * 1e3, 1) for k, v in _hold_latencies(rig).items()}
+    assert all(-HOLD_BUDGET_S * 1e3 <= v < HOLD_BUDGET_S * 1e3 for v in lat.values()), \
+        f"hold latencies after detection (ms): {lat}"
 
 
-def test_estop_holds_within_100ms(rig):
-    def trial():
-        rig.reset()
-        q0 = rig.publish_move(0.4, 2.0)
-        rig.wait(lambda: abs(rig.latest_q()[0] - q0[0]) > 0.05, 3.0, "the arm to follow the chunk")
-        assert rig.arm.chunks_executed >= 1 and rig.hand.chunks_executed >= 1
-        assert rig.call("/jala/supervisor/estop").success
-        rig.wait(lambda: rig.arm.held and rig.hand.held, 2.0, "arm and hand to hold")
-        assert "estop" in rig.sup.hold_reason
-        _assert_arm_holds(rig, q0[0] + 0.4, q0[0])
-        return _hold_latencies(rig)
+def _detection_delay(rig, key: str) -> float:
+    """Seconds from the last message of watchdog item ``key`` to the supervisor's detection (monotonic)."""
+    fault = rig.sup.last_fault
+    assert fault is not None and fault.source == key, f"hold caused by {fault}, not by {key}"
+    item = rig.sup.watchdog.items[key]
+    return fault.detected_at - (item.last if item.last is not None else item.armed_at)
 
-    _within_budget(trial)
+
+def test_supervisor_runs_with_its_default_timeouts(rig):
+    from jala_ros.parameters import SUPERVISOR_DEFAULTS
+
+    for key in ("camera_timeout_ms", "joint_state_timeout_ms", "policy_timeout_ms"):
+        assert rig.sup.p[key] == SUPERVISOR_DEFAULTS[key]
+    assert SUPERVISOR_DEFAULTS["camera_timeout_ms"] == 250.0 and SUPERVISOR_DEFAULTS["joint_state_timeout_ms"] == 250.0
+
+
+def test_estop_holds_arm_and_hand_within_100ms(rig):
+    q0 = rig.start_motion(0.4, 2.0)
+    assert rig.arm.chunks_executed >= 1 and rig.hand.chunks_executed >= 1
+    assert rig.call("/jala/supervisor/estop").success
+    _assert_hold_within_budget(rig)
+    assert "estop" in rig.sup.hold_reason
+    _assert_held_still(rig, q0[0], q0[0] + 0.4)
     # the arm node reports it: diagnostics with its hold stamp
     rig.wait(lambda: rig.diag.get("jala/arm", {}).get("held") == "True", 2.0, "arm diagnostics to report held")
     assert float(rig.diag["jala/arm"]["hold_stamp"]) == pytest.approx(rig.arm.hold_stamp, abs=1e-5)
-    # held: new chunks are refused
-    refused = rig.arm.chunks_refused
-    q_before = rig.latest_q()[0]
+    # held: new chunks are refused, nothing moves
+    refused = rig.arm.chunks_refused, rig.hand.chunks_refused
     rig.publish_move(0.3, 1.0)
-    rig.wait(lambda: rig.arm.chunks_refused > refused, 2.0, "the chunk to be refused")
-    time.sleep(0.3)
-    assert abs(rig.latest_q()[0] - q_before) < 0.005
+    rig.wait(lambda: rig.arm.chunks_refused > refused[0] and rig.hand.chunks_refused > refused[1], 2.0,
+             "the chunk to be refused by arm and hand")
+    _assert_held_still(rig)
+    _assert_recovers(rig)
 
 
-def test_stale_camera_holds_within_100ms(rig):
+def test_stale_camera_is_detected_after_its_timeout_and_holds_within_100ms(rig):
     cam = rig.cams[0]
+    q0 = rig.start_motion(0.4, 2.0)
+    rig.running_pub.publish(rig.Bool(data=True))  # sensors are watched while the policy runs
+    rig.wait(lambda: rig.sup.policy_running, 2.0, "the supervisor to see the policy running")
+    cam.stop()  # the camera stops delivering frames
+    try:
+        rig.wait(lambda: rig.sup.holding, 3.0, "the supervisor to detect the stale camera")
+        assert "stale camera" in rig.sup.hold_reason
+        key = rig.sup.last_fault.source
+        delay = _detection_delay(rig, key)
+        timeout = rig.sup.p["camera_timeout_ms"] / 1e3
+        assert timeout < delay <= timeout + DETECTION_MARGIN_S, f"stale camera detected {delay * 1e3:.0f} ms after " \
+            f"its last frame (timeout {timeout * 1e3:.0f} ms)"
+        _assert_hold_within_budget(rig)
+        _assert_held_still(rig, q0[0], q0[0] + 0.4)
+        assert any("HOLD: stale camera" in s for s in rig.status)
+        r = rig.call("/jala/supervisor/reset")
+        assert not r.success and "stale camera" in r.message  # cannot clear while the camera is still stale
+    finally:
+        rig.running_pub.publish(rig.Bool(data=False))
+        cam.start(rig.world.cameras[rig.sim.sim_cameras[0]])
+    _assert_recovers(rig)
 
-    def trial():
-        rig.reset()
-        q0 = rig.publish_move(0.4, 2.0)
-        rig.wait(lambda: abs(rig.latest_q()[0] - q0[0]) > 0.03, 3.0, "the arm to follow the chunk")
-        cam.stop()  # the camera stops delivering frames
-        try:
-            rig.wait(lambda: rig.sup.holding, 3.0, "the supervisor to detect the stale camera")
-            assert "stale camera" in rig.sup.hold_reason
-            rig.wait(lambda: rig.arm.held and rig.hand.held, 2.0, "arm and hand to hold")
-            lat = _hold_latencies(rig)
-            _assert_arm_holds(rig, q0[0] + 0.4, q0[0])
-            assert any("HOLD: stale camera" in s for s in rig.status)
-            r = rig.call("/jala/supervisor/reset")
-            assert not r.success and "stale camera" in r.message  # cannot clear while the camera is still stale
-        finally:
-            cam.start(rig.world.cameras[rig.sim.sim_cameras[0]])
-        return lat
 
-    _within_budget(trial)
+def test_stale_policy_is_detected_after_its_timeout_and_holds_within_100ms(rig):
+    """While the policy reports running, a gap in chunks longer than policy_timeout_ms is a fault."""
+    q0 = rig.start_motion(0.3, 4.0)  # still moving when the 1 s policy timeout runs out
+    # this test is about the policy watch: the sensor watches (active while the policy runs) must not preempt it
+    # on a starved box, so they get 5 s here
+    sensors = {k: rig.sup.watchdog.items[k].timeout for k in rig.sup.sensor_keys}
+    for k in sensors:
+        rig.sup.watchdog.items[k].timeout = 5.0
+    rig.running_pub.publish(rig.Bool(data=True))  # the policy "runs" but sends no further chunk
+    try:
+        rig.wait(lambda: rig.sup.policy_running, 2.0, "the supervisor to see the policy running")
+        rig.wait(lambda: rig.sup.holding, 4.0, "the supervisor to detect the stale policy")
+        assert "stale policy" in rig.sup.hold_reason
+        delay = _detection_delay(rig, "policy")
+        timeout = rig.sup.p["policy_timeout_ms"] / 1e3
+        assert timeout < delay <= timeout + DETECTION_MARGIN_S, f"stale policy detected {delay * 1e3:.0f} ms after " \
+            f"the policy started running without chunks (timeout {timeout * 1e3:.0f} ms)"
+        _assert_hold_within_budget(rig)
+        _assert_held_still(rig, q0[0], q0[0] + 0.3)
+    finally:
+        rig.running_pub.publish(rig.Bool(data=False))
+        for k, timeout in sensors.items():
+            rig.sup.watchdog.items[k].timeout = timeout
+    _assert_recovers(rig)
+
+
+def _bad_chunk_case(rig, device, publish, words: tuple[str, ...]):
+    """``publish`` sends a chunk ``device`` must refuse: it holds at once, reports ERROR naming ``words``; the
+    supervisor holds the rest within 100 ms; nothing moves; reset recovers (the fault was the input)."""
+    rig.reset()
+    rig.settle()
+    executed = device.chunks_executed
+    q_before = rig.latest_q().copy()
+    t_sent = time.monotonic()
+    publish()
+    rig.wait(lambda: device.held, 2.0, f"the {device.get_name()} to refuse the chunk")
+    assert device.chunks_executed == executed
+    assert all(w in device.fault for w in words), device.fault
+    name = f"jala/{device.get_name()}"
+    rig.wait(lambda: rig.sup.holding and all(w in rig.sup.device_faults.get(name, "") for w in words), 2.0,
+             f"the supervisor to hold on the {device.get_name()}'s ERROR")
+    rig.wait(lambda: rig.diag.get(name, {}).get("message", "").startswith(("refused", "safety gate")), 2.0,
+             "the refusal on /diagnostics")
+    _assert_hold_within_budget(rig)
+    _assert_held_still(rig)
+    if device is rig.arm:  # none of it was executed
+        moved = [np.abs(q - q_before).max() for t, q, _ in rig.q if t > t_sent]
+        assert max(moved) < 0.005, f"the arm moved {max(moved):.4f} rad on a refused chunk"
+    _assert_recovers(rig)
+    assert not device.fault
 
 
 def test_nan_chunk_is_refused_with_a_clear_error_and_hold(rig):
+    _bad_chunk_case(rig, rig.arm, lambda: rig.publish_move(0.3, 1.0, nan_at=(5, 2)), ("NaN", "fr3_joint3",
+                                                                                      "waypoint 5"))
+
+
+def test_velocity_jump_is_refused_by_the_safety_gate_over_dds(rig):
+    # waypoint 0 is 0.5 rad from where joint 1 stands: more than the gate's first-step limit (0.2 rad)
+    _bad_chunk_case(rig, rig.arm, lambda: rig.publish_move(0.0, 1.0, jump=0.5), ("safety gate", "joint 1", "velocity limit"))
+
+
+def test_arm_chunk_with_a_wrong_joint_name_is_refused(rig):
+    from jala_ros.core import CHUNK_JOINT_NAMES
+
+    names = ["fr3_joint_3" if n == "fr3_joint3" else n for n in CHUNK_JOINT_NAMES]
+    _bad_chunk_case(rig, rig.arm, lambda: rig.publish_move(0.1, 1.0, names=names), ("fr3_joint3", "lacks"))
+
+
+def test_hand_chunk_with_a_wrong_joint_name_is_refused(rig):
+    from jala_ros.core import CHUNK_JOINT_NAMES
+
+    names = ["inspire_indx" if n == "inspire_index" else n for n in CHUNK_JOINT_NAMES]
+    _bad_chunk_case(rig, rig.hand, lambda: rig.publish_move(0.0, 1.0, names=names), ("inspire_index", "lacks"))
+
+
+def test_stale_chunks_and_waypoints_too_close_are_skipped(rig):
+    """max_chunk_age_s: a chunk computed from an observation older than that is skipped (not a fault);
+    min_lead_s: waypoints due sooner than that are dropped, the rest executed."""
     rig.reset()
-    executed = rig.arm.chunks_executed
-    q_before = rig.latest_q()[0]
-    rig.publish_move(0.3, 1.0, nan_at=(5, 2))
-    rig.wait(lambda: rig.arm.held, 2.0, "the arm to refuse the NaN chunk")
-    assert rig.arm.chunks_executed == executed
-    assert "NaN" in rig.arm.fault and "fr3_joint3" in rig.arm.fault and "waypoint 5" in rig.arm.fault
-    # the arm and the hand both refuse it and report ERROR; the supervisor holds on them
-    rig.wait(lambda: rig.sup.holding and "NaN" in rig.sup.device_faults.get("jala/arm", ""), 2.0,
-             "the supervisor to hold on the arm's ERROR")
-    rig.wait(lambda: rig.hand.held, 2.0, "the hand to hold")
+    rig.settle()
+    age = rig.arm.p["max_chunk_age_s"]
+    # the chunk below must be stale but computed after the last recover (that rule is tested on its own)
+    rig.wait(lambda: rig.obs.get_clock().now().nanoseconds * 1e-9 - rig.arm.recovered_at > age + 0.5, 3.0,
+             "the last recover to lie further back than max_chunk_age_s")
+    executed, refused = rig.arm.chunks_executed, rig.arm.chunks_refused
+    q0 = rig.latest_q()[0]
+    rig.publish_move(0.3, 1.5, stamp_age=age + 0.2)
+    rig.wait(lambda: rig.arm.chunks_refused > refused, 2.0, "the stale chunk to be skipped")
     time.sleep(0.5)
-    assert abs(rig.latest_q()[0] - q_before) < 0.005  # nothing of it was executed
-    rig.reset()  # recoverable: the fault was the input, not the device
-    assert not rig.arm.fault
+    assert rig.arm.chunks_executed == executed and not rig.arm.held
+    assert abs(rig.latest_q()[0] - q0) < 0.005, "a stale chunk moved the arm"
+    dropped = rig.arm.waypoints_dropped
+    lead = rig.arm.p["min_lead_s"]
+    rig.publish_move(0.05, 1.0, first_at=lead / 3)  # waypoint 0 is due sooner than min_lead_s
+    rig.wait(lambda: rig.arm.chunks_executed > executed, 2.0, "the chunk to be executed")
+    assert rig.arm.waypoints_dropped == dropped + 1
 
 
-def test_stale_policy_holds(rig):
-    """While the policy reports running, a gap in chunks longer than policy_timeout_ms is a fault."""
-    def trial():
-        rig.reset()
-        q0 = rig.publish_move(0.3, 2.0)
-        rig.running_pub.publish(rig.Bool(data=True))
-        try:
-            rig.wait(lambda: abs(rig.latest_q()[0] - q0[0]) > 0.03, 3.0, "the arm to follow the chunk")
-            rig.wait(lambda: rig.sup.holding, 3.0, "the supervisor to detect the stale policy")
-            assert "stale policy" in rig.sup.hold_reason
-            rig.wait(lambda: rig.arm.held and rig.hand.held, 2.0, "arm and hand to hold")
-            _assert_arm_holds(rig, q0[0] + 0.3, q0[0])
-        finally:
-            rig.running_pub.publish(rig.Bool(data=False))
-        return _hold_latencies(rig)
+def test_chunks_from_before_a_reset_are_refused_after_it(rig):
+    """A hold wins over anything queued: after reset, a chunk computed from an observation taken before the
+    recover is not executed."""
+    rig.reset()
+    assert rig.call("/jala/supervisor/estop").success
+    rig.wait(lambda: rig.arm.held, 2.0, "the hold")
+    rig.reset()
+    rig.settle()
+    executed, refused = rig.arm.chunks_executed, rig.arm.chunks_refused
+    q0 = rig.latest_q()[0]
+    rig.publish_move(0.2, 1.0, stamp_age=rig.obs.get_clock().now().nanoseconds * 1e-9 - rig.arm.recovered_at + 0.05)
+    rig.wait(lambda: rig.arm.chunks_refused > refused, 2.0, "the old chunk to be refused")
+    time.sleep(0.3)
+    assert rig.arm.chunks_executed == executed and abs(rig.latest_q()[0] - q0) < 0.005
 
-    _within_budget(trial)
 
+def test_device_node_holds_when_its_threads_were_stalled(rig):
+    """The stall guard: when the node's threads did not run for longer than stall_hold_s, the device holds
+    before anything queued runs (here the stall is simulated by ageing the guard's last tick)."""
+    q0 = rig.start_motion(0.4, 2.0)
+    with rig.arm._lock:
+        rig.arm._tick -= rig.arm.p["stall_hold_s"] + 0.5
+    rig.wait(lambda: rig.arm.held, 1.0, "the arm to hold after the stall")
+    assert "stalled" in rig.arm.hold_reason
+    rig.wait(lambda: rig.sup.holding and "stalled" in rig.sup.hold_reason, 2.0, "the supervisor to hold")
+    _assert_held_still(rig, q0[0], q0[0] + 0.4)
+    _assert_recovers(rig)
 
 def test_joint_states_carry_the_time_the_device_measured_them(rig):
     """A hand driver whose loop is slower than the publisher (the Inspire over RTU) hands out states that are

@@ -143,7 +143,7 @@ def test_policy_publishes_stamped_chunks_that_arm_and_hand_execute(live):
     arm, hand = mon.m.arm_diag, mon.m.hand_diag
     assert int(arm["chunks_executed"]) >= 3 and int(hand["chunks_executed"]) >= 3, (arm, hand)
     assert arm["held"] == "False" and hand["held"] == "False", (arm, hand)
-    assert not any(s.startswith("HOLD") for s in mon.m.status), mon.m.status
+    assert not any(s.startswith("HOLD") for _, s in mon.m.status), mon.m.status
 
 
 def test_arm_and_hand_follow_a_chunk_in_the_simulated_world(live):

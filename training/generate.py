@@ -1,11 +1,16 @@
 """Hand-motion generation with Masked Chunk Prediction (paper A.3, "Inference with MCP").
 
-Sequence (as jala_policy.backbone builds it)::
+Sequences come from the pretraining sequence builder (training.pretrain.data.SequenceBuilder), so generation
+conditions a chunk exactly as pretraining trained it::
 
-    [<img> image tokens </img>] x views   [<latent> x n (LSP state latents of the current frame)]   instruction
-    <mot>{wrist}{finger}</mot> ...  (previous chunks of this hand, given)      <mot>{128 x <mot_mask>}</mot> (target)
+    <img> v_0 </img>  <latent> x n (LSP state latents of (v_0, v_0), target hand's head)  instruction
+    <mot>{wrist}{finger}</mot> ...  (every earlier chunk, both hands interleaved L0 R0 L1 R1 ..., given)
+    <mot>{128 x <mot_mask>}</mot>   (the target)
 
-Decoding the target chunk (:func:`generate_chunk`):
+where v_0 is the first frame of the window. The chunks attend bidirectionally inside themselves and causally
+across (jala_policy.backbone.chunk_attention_mask), so revealed tokens inform every still-masked position.
+
+Decoding the target chunk (:func:`decode_chunk`):
 
 1. The target chunk starts fully masked. Each *pass* runs the backbone once and reads ``motion_logits`` at the
    target's 128 positions, constrained to what a position can hold: wrist positions only wrist codes, finger
@@ -21,8 +26,10 @@ Decoding the target chunk (:func:`generate_chunk`):
    decoded by the motion tokenizer and the motions are averaged (translation: mean; rotations: mean of the
    rot6d rows, re-orthonormalised). With one round the result is that round's decoded motion.
 
-:func:`generate_for_dataset` runs this over a dataset split (teacher-forced history: earlier chunks of the
-same hand are given as ground-truth tokens) and evaluates with training.metrics. CLI::
+:func:`generate_for_dataset` runs this over a dataset split (teacher-forced history: the earlier chunks of the
+window, both hands, as ground-truth tokens) and evaluates with training.metrics; prediction and ground truth
+both get their joints from the FK skeleton of their 99-D motion (``joint_source``). :func:`generate_chunk`
+decodes after a free-form history. CLI::
 
     python -m training.generate --policy CKPT_DIR --tokenizer TOK_DIR --data DATASET [--split test]
         [--max-chunks 2] [--rounds 1] [--out-pred pred.npz --out-gt gt.npz]
@@ -41,6 +48,9 @@ import torch
 from jala_policy.perceiver import LEFT_HAND, RIGHT_HAND
 
 from .data.hand import HandSkeleton, canonicalize_rot6d
+from .metrics import FK_JOINTS
+from .pretrain.adapter import token_sample
+from .pretrain.data import SequenceBuilder, chunk_order
 from .tokenizer.config import MotionTokenizerConfig
 
 
@@ -86,10 +96,11 @@ def _images_tensor(images, num_views: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).unsqueeze(0)  # (1, V, H, W, 3)
 
 
-def _previous_ids(vocab, previous) -> torch.Tensor:
-    """Previous chunks as backbone ids: a list of (wrist_codes, finger_codes) or a 1-D tensor of ids."""
+def _previous_chunks(vocab, previous) -> list[torch.Tensor]:
+    """Previous chunks as wrapped backbone ids, one tensor per chunk: from a list of (wrist_codes, finger_codes)
+    or a 1-D tensor of wrapped ids."""
     if previous is None:
-        return torch.zeros(0, dtype=torch.long)
+        return []
     if isinstance(previous, torch.Tensor):
         ids = previous.to(torch.long).flatten().cpu()
         ok = vocab.is_motion_code(ids) | (ids == vocab.mot_start) | (ids == vocab.mot_end)
@@ -97,9 +108,8 @@ def _previous_ids(vocab, previous) -> torch.Tensor:
             raise ValueError("previous ids must be wrapped motion chunks (<mot>, motion codes, </mot>)")
         if ids.numel() % vocab.chunk_length:
             raise ValueError(f"previous ids must be whole chunks of {vocab.chunk_length} ids")
-        return ids
-    chunks = [vocab.wrap_chunk(torch.as_tensor(w).cpu(), torch.as_tensor(f).cpu()) for w, f in previous]
-    return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
+        return list(ids.split(vocab.chunk_length))
+    return [vocab.wrap_chunk(torch.as_tensor(w).cpu(), torch.as_tensor(f).cpu()) for w, f in previous]
 
 
 def allowed_logit_mask(layout: MotionTokenizerConfig) -> torch.Tensor:
@@ -122,12 +132,31 @@ def ensemble_motions(motions: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def generate_chunk(policy, images, instruction: str, previous=None, tokenizer=None, hand: int = RIGHT_HAND,
                    config: MCPConfig | None = None, layout: MotionTokenizerConfig | None = None) -> MCPResult:
-    """Decode one motion chunk of one hand with MCP (see module docstring).
+    """Decode one motion chunk after a free-form history (see module docstring).
 
-    policy: jala_policy.JalaPolicy; images: HxWx3 uint8 (or one per view); previous: earlier chunks of this hand
-    as [(wrist_codes (64,), finger_codes (64,)), ...] or a 1-D tensor of wrapped backbone ids; tokenizer:
+    policy: jala_policy.JalaPolicy; images: HxWx3 uint8 (or one per view), the window's first frame; previous:
+    the earlier chunks in sequence order (both hands interleaved, as pretraining lays them out) as
+    [(wrist_codes (64,), finger_codes (64,)), ...] or a 1-D tensor of wrapped backbone ids; tokenizer:
     training.tokenizer.MotionTokenizer to decode the tokens (optional); hand: 0 left / 1 right (selects the
     perceiver head); layout: the token factorisation (default: the tokenizer's, else MotionTokenizerConfig())."""
+    if not isinstance(instruction, str):
+        raise ValueError("instruction must be a string")
+    views = policy.config.num_views
+    imgs = _images_tensor(images, views)
+    vocab = policy.backbone.motion
+    builder = SequenceBuilder.for_model(policy.backbone, policy.config, num_views=views)
+    ids, body_starts = builder.sequence(instruction, _previous_chunks(vocab, previous) + [vocab.masked_chunk()])
+    target = torch.arange(body_starts[-1], body_starts[-1] + builder.tokens_per_chunk)
+    return decode_chunk(policy, ids, target, imgs[0], hand, tokenizer, config, layout)
+
+
+@torch.inference_mode()
+def decode_chunk(policy, ids: torch.Tensor, target_positions: torch.Tensor, images: torch.Tensor, hand: int,
+                 tokenizer=None, config: MCPConfig | None = None,
+                 layout: MotionTokenizerConfig | None = None) -> MCPResult:
+    """MCP-decode the fully masked chunk at ``target_positions`` (128 positions) of the 1-D sequence ``ids`` (built
+    by training.pretrain.data.SequenceBuilder). images: uint8 (views, H, W, 3), the image blocks' frames; hand:
+    the hand head of the state latents (the target chunk's hand)."""
     cfg = config or MCPConfig()
     bb = policy.backbone
     vocab = bb.motion
@@ -137,10 +166,8 @@ def generate_chunk(policy, images, instruction: str, previous=None, tokenizer=No
         raise ValueError("the tokenizer's factorisation does not match the backbone's motion vocabulary")
     if hand not in (LEFT_HAND, RIGHT_HAND):
         raise ValueError(f"hand must be {LEFT_HAND} (left) or {RIGHT_HAND} (right)")
-    if not isinstance(instruction, str):
-        raise ValueError("instruction must be a string")
     pcfg = policy.config
-    imgs = _images_tensor(images, pcfg.num_views)
+    imgs = images.unsqueeze(0)  # (1, V, H, W, 3)
     dev = policy.device
     r = cfg.num_rounds
     n_tok = 2 * n_part
@@ -149,18 +176,15 @@ def generate_chunk(policy, images, instruction: str, previous=None, tokenizer=No
     flat = imgs.reshape(-1, *imgs.shape[2:])
     img_emb = bb.image_tokens(bb.preprocess_images(flat))
     img_emb = img_emb.reshape(1, -1, img_emb.shape[-1]).expand(r, -1, -1).reshape(-1, img_emb.shape[-1])
-    latents, n_lat = None, 0
+    latents = None
     if pcfg.perceiver.use_state_tokens:
         feats = policy.texture_encoder(policy._texture_pixels(imgs[:, 0]))
         latents = policy.state_perceiver(feats, feats, hand).expand(r, -1, -1)
-        n_lat = pcfg.perceiver.num_latents
-    motion_ids = torch.cat([_previous_ids(vocab, previous), vocab.masked_chunk()])
-    seq = bb.encode_prompt(pcfg.prompt_template.format(instruction=instruction), pcfg.num_views, n_lat, motion_ids)
-    ids = seq.unsqueeze(0).repeat(r, 1).to(dev)
+    ids = ids.to(torch.long).unsqueeze(0).repeat(r, 1).to(dev)
     attn = torch.ones_like(ids)
-    tpos = torch.arange(seq.numel() - 1 - n_tok, seq.numel() - 1, device=dev)  # the target's 128 positions
-    if not bool((ids[0, tpos] == vocab.mask_id).all()):
-        raise RuntimeError("the prompt layout changed: the target chunk is not the last 128 ids before </mot>")
+    tpos = target_positions.to(dev)
+    if tpos.shape != (n_tok,) or not bool((ids[0, tpos] == vocab.mask_id).all()):
+        raise ValueError(f"the target positions must be the {n_tok} masked positions of one chunk")
 
     allowed = allowed_logit_mask(layout).to(dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -216,48 +240,51 @@ def generate_chunk(policy, images, instruction: str, previous=None, tokenizer=No
 @torch.inference_mode()
 def generate_for_dataset(policy, tokenizer, dataset, *, max_chunks: int | None = None,
                          config: MCPConfig | None = None, progress: bool = False) -> tuple[dict, dict]:
-    """Generate every fully annotated (sample, hand, chunk) of a HandVideoDataset (motion samples only), with
-    the earlier chunks of that hand as ground-truth tokens and the chunk's start frame as the image.
+    """Generate every fully annotated (sample, time step, hand) chunk of a HandVideoDataset's motion samples, each
+    from ``SequenceBuilder.generation_window`` of the sample's token sample (training.pretrain.adapter): the
+    window's first frame, the target hand's state latents, and every earlier chunk of both hands as ground-truth
+    tokens. ``max_chunks`` limits the time steps generated per sample window.
 
     Returns (pred, gt) dicts in the training.metrics.load_motion_file layout (ids, domain, joints (N, 15, 21, 3),
-    valid, motion, hand), ready for training.metrics.evaluate_motion or np.savez."""
-    skel = (HandSkeleton(hand="left"), HandSkeleton(hand="right"))
-    rows = {"ids": [], "domain": [], "hand": [], "pred": [], "gt": [], "gt_joints": []}
+    valid, motion, hand, joint_source), ready for training.metrics.evaluate_motion or np.savez. Both sides' joints
+    come from the FK skeleton of their motion, never from joints the dataset stores (e.g. MANO), so MPJPE and MWTE
+    hold no skeleton mismatch."""
+    if policy.config.num_views != 1:
+        raise ValueError(f"hand videos have one view; this policy takes {policy.config.num_views}")
+    builder = SequenceBuilder.for_model(policy.backbone, policy.config)
+    rows = {"ids": [], "domain": [], "hand": [], "pred": [], "gt": []}
     indices = dataset.motion_indices
     it = indices
     if progress:
         from tqdm import tqdm
         it = tqdm(indices, desc="generating")
     for i in it:
-        s = dataset[i]
-        n = s["num_chunks"] if max_chunks is None else min(max_chunks, s["num_chunks"])
-        for h in range(2):
-            prev = []
-            for ci in range(n):
-                if not bool(s["chunk_valid"][h, ci]):
-                    prev = []  # the history breaks where the hand is not fully annotated
-                    continue
-                gt = s["motion"][h, ci]
-                res = generate_chunk(policy, s["frames"][ci].numpy(), s["instruction"], prev, tokenizer, hand=h,
-                                     config=config)
-                prev.append(tokenizer.encode(gt))
-                rows["ids"].append(f"{s['id']}/{'LR'[h]}/{ci}")
-                rows["domain"].append(s["domain"])
-                rows["hand"].append(h)
-                rows["pred"].append(res.motion.numpy())
-                rows["gt"].append(gt.numpy())
-                rows["gt_joints"].append(s["joints"][h, ci].numpy() if s["joints"] is not None
-                                         else skel[h].joints(gt.numpy().astype(np.float64)))
+        item = dataset[i]
+        sample = token_sample(item, i, tokenizer)
+        if not sample["has_motion"]:  # no fully annotated chunk
+            continue
+        for k, (t, h) in enumerate(chunk_order(sample["hand_mask"])):
+            if max_chunks is not None and t >= max_chunks:
+                break
+            window = builder.generation_window(sample, k)
+            res = decode_chunk(policy, window["input_ids"], window["target_positions"], window["image"][None],
+                               window["state_hand"], tokenizer, config)
+            rows["ids"].append(f"{item['id']}/{'LR'[h]}/{t}")
+            rows["domain"].append(item["domain"])
+            rows["hand"].append(h)
+            rows["pred"].append(res.motion.numpy())
+            rows["gt"].append(np.asarray(item["motion"][h, t]))
     if not rows["ids"]:
         raise ValueError("the dataset has no fully annotated motion chunk to generate")
-    pred_m, gt_m = np.stack(rows["pred"]), np.stack(rows["gt"])
+    skel = (HandSkeleton(hand="left"), HandSkeleton(hand="right"))
     hands = np.array(rows["hand"])
-    pred_j = np.stack([skel[h].joints(m.astype(np.float64)) for h, m in zip(hands, pred_m)])
     common = {"ids": np.array(rows["ids"]), "domain": np.array(rows["domain"]), "hand": hands,
-              "valid": np.ones(pred_m.shape[:2], dtype=bool)}
-    pred = {**common, "motion": pred_m, "joints": pred_j.astype(np.float32)}
-    gt = {**common, "motion": gt_m, "joints": np.stack(rows["gt_joints"]).astype(np.float32)}
-    return pred, gt
+              "valid": np.ones((len(hands), len(rows["gt"][0])), dtype=bool), "joint_source": np.array(FK_JOINTS)}
+    out = []
+    for motions in (np.stack(rows["pred"]), np.stack(rows["gt"])):
+        joints = np.stack([skel[h].joints(m.astype(np.float64)) for h, m in zip(hands, motions)])
+        out.append({**common, "motion": motions, "joints": joints.astype(np.float32)})
+    return out[0], out[1]
 
 
 def main(argv=None) -> int:
@@ -285,14 +312,15 @@ def main(argv=None) -> int:
         policy = JalaPolicy.from_pretrained(args.policy, device=args.device)
     tok = MotionTokenizer.load(args.tokenizer, map_location=policy.device)
     size = policy.backbone.image_size
-    ds = HandVideoDataset(DataConfig(root=args.data, image_size=(size, size), splits=(args.split,)))
+    ds = HandVideoDataset(DataConfig(root=args.data, image_size=(size, size), splits=(args.split,),
+                                     max_chunks=args.max_chunks))
     pred, gt = generate_for_dataset(policy, tok, ds, max_chunks=args.max_chunks, progress=True,
                                     config=MCPConfig(reveal_ratio=args.reveal_ratio, num_rounds=args.rounds))
     if args.out_pred:
         np.savez(args.out_pred, **pred)
     if args.out_gt:
         np.savez(args.out_gt, **gt)
-    print_table(evaluate_motion(pred["joints"], gt["joints"], gt["domain"], gt["valid"]),
+    print_table(evaluate_motion(pred["joints"], gt["joints"], gt["domain"], gt["valid"], joint_source=FK_JOINTS),
                 title=f"MCP hand motion generation ({args.split})")
     return 0
 

@@ -15,6 +15,12 @@ Conventions (inputs in metres, outputs as below)
 
 Arrays: joints (N, T, J, 3), wrist (N, T, 3), valid (N, T) bool (default all True). The wrist is joint 0.
 
+Like with like: prediction and ground truth must take their joints from the same source, or MPJPE and MWTE
+measure the difference between two skeletons. Generated motion has no MANO joints, so training/generate.py
+computes both sides with the FK skeleton of training/data/hand.py (``FK_JOINTS``), even when the dataset stores
+MANO joints. The source is recorded (``joint_source`` in result files), checked by :func:`evaluate_files` and
+printed under the table.
+
 CLI: ``python -m training.evaluate_motion --pred PRED.npz --gt GT.npz`` (file format in
 :func:`load_motion_file`), prints a rich table; :func:`evaluate_motion` / :func:`print_table` are the library
 form used by training/generate.py.
@@ -27,6 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 
 MM = 1000.0  # metres -> millimetres
+FK_JOINTS = "FK skeleton of the 99-D motion (training.data.hand.HandSkeleton)"
+GIVEN_JOINTS = "joints as given"
 
 
 def _valid(valid, shape) -> np.ndarray:
@@ -125,9 +133,10 @@ def motion_metrics(pred_joints, gt_joints, valid=None, min_displacement: float =
             "n": int(p.shape[0]), "frames": int(v.sum()), "mde_n": int(np.isfinite(dirs).sum())}
 
 
-def evaluate_motion(pred_joints, gt_joints, domains: Sequence[str], valid=None,
-                    min_displacement: float = 0.01) -> dict[str, dict]:
-    """Metrics per split: {"lab": {...}, "wild": {...}, "all": {...}} (splits with no sequence are left out)."""
+def evaluate_motion(pred_joints, gt_joints, domains: Sequence[str], valid=None, min_displacement: float = 0.01,
+                    joint_source: str = GIVEN_JOINTS) -> dict[str, dict]:
+    """Metrics per split: {"lab": {...}, "wild": {...}, "all": {...}} (splits with no sequence are left out).
+    ``joint_source`` (where both sides' joints come from) is kept in every split's entry for the table."""
     p, g = _check_pair(pred_joints, gt_joints, 4)
     dom = np.asarray(list(domains))
     if dom.shape != (p.shape[0],):
@@ -139,14 +148,17 @@ def evaluate_motion(pred_joints, gt_joints, domains: Sequence[str], valid=None,
         if sel.any():
             out[split] = motion_metrics(p[sel], g[sel], v[sel], min_displacement)
     out["all"] = motion_metrics(p, g, v, min_displacement)
+    for m in out.values():
+        m["joint_source"] = joint_source
     return out
 
 
 def format_table(results: dict[str, dict], title: str = "Hand motion generation"):
-    """A rich Table of evaluate_motion's results."""
+    """A rich Table of evaluate_motion's results, captioned with the joints' source."""
     from rich.table import Table
 
-    table = Table(title=title)
+    sources = sorted({m.get("joint_source", GIVEN_JOINTS) for m in results.values()})
+    table = Table(title=title, caption=f"joints of prediction and ground truth: {'; '.join(sources)}")
     table.add_column("split")
     for name in METRIC_NAMES:
         table.add_column(f"{name} ({METRIC_UNITS[name]})", justify="right")
@@ -166,8 +178,8 @@ def print_table(results: dict[str, dict], title: str = "Hand motion generation")
 def load_motion_file(path: str | os.PathLike) -> dict:
     """Read a motion result npz: ``ids`` (N,) str, ``domain`` (N,) "lab"/"wild", and either ``joints``
     (N, T, 21, 3) [m] or ``motion`` (N, T, 99) (joints then come from the FK skeleton, with ``hand`` (N,)
-    0 = left / 1 = right if given, else right); optional ``valid`` (N, T) bool. Returns a dict with ids,
-    domain, joints, valid."""
+    0 = left / 1 = right if given, else right); optional ``valid`` (N, T) bool and ``joint_source`` (a string
+    naming where ``joints`` come from). Returns a dict with ids, domain, joints, valid, joint_source."""
     from .data.hand import HandSkeleton
 
     try:
@@ -180,22 +192,30 @@ def load_motion_file(path: str | os.PathLike) -> dict:
             raise ValueError(f"{path}: missing array {k!r}")
     if "joints" in a:
         joints = a["joints"].astype(np.float64)
+        source = str(a["joint_source"]) if "joint_source" in a else GIVEN_JOINTS
     elif "motion" in a:
         hands = a.get("hand", np.ones(len(a["ids"]), dtype=np.int64))
         sk = (HandSkeleton(hand="left"), HandSkeleton(hand="right"))
         joints = np.stack([sk[int(h)].joints(m) for h, m in zip(hands, a["motion"])])
+        source = FK_JOINTS
     else:
         raise ValueError(f"{path}: needs a 'joints' or a 'motion' array")
     n = len(a["ids"])
     if joints.ndim != 4 or joints.shape[0] != n or joints.shape[-1] != 3:
         raise ValueError(f"{path}: joints must be (N={n}, T, J, 3), got {joints.shape}")
     valid = a.get("valid", np.ones(joints.shape[:2], dtype=bool)).astype(bool)
-    return {"ids": a["ids"].astype(str), "domain": a["domain"].astype(str), "joints": joints, "valid": valid}
+    return {"ids": a["ids"].astype(str), "domain": a["domain"].astype(str), "joints": joints, "valid": valid,
+            "joint_source": source}
 
 
 def evaluate_files(pred_path, gt_path, min_displacement: float = 0.01) -> dict[str, dict]:
-    """Match predictions to ground truth by id and evaluate per split (ground truth's domain and valid)."""
+    """Match predictions to ground truth by id and evaluate per split (ground truth's domain and valid). Files
+    whose joints come from different sources (e.g. FK skeleton vs MANO) are refused."""
     pred, gt = load_motion_file(pred_path), load_motion_file(gt_path)
+    if pred["joint_source"] != gt["joint_source"]:
+        raise ValueError(f"prediction joints come from {pred['joint_source']!r} but ground-truth joints from "
+                         f"{gt['joint_source']!r}: MPJPE/MWTE would include the skeleton mismatch; give both files "
+                         "joints of the same source (e.g. only 'motion', for the FK skeleton on both sides)")
     pos = {sid: i for i, sid in enumerate(pred["ids"])}
     missing = [sid for sid in gt["ids"] if sid not in pos]
     if missing:
@@ -205,4 +225,4 @@ def evaluate_files(pred_path, gt_path, min_displacement: float = 0.01) -> dict[s
     if pj.shape != gt["joints"].shape:
         raise ValueError(f"prediction joints {pj.shape} do not match ground truth {gt['joints'].shape}")
     valid = gt["valid"] & pred["valid"][order]
-    return evaluate_motion(pj, gt["joints"], gt["domain"], valid, min_displacement)
+    return evaluate_motion(pj, gt["joints"], gt["domain"], valid, min_displacement, joint_source=gt["joint_source"])

@@ -40,9 +40,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import math
+import os
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -657,8 +661,35 @@ def _parse_contacts(text: str) -> list[float | None]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+_PROG = "jala-inspire-emulator"
+
+
+def _tcp_listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (a one-line reason), or None. Binds a throw-away socket the way
+    asyncio's server does (SO_REUSEADDR on POSIX: a port in TIME_WAIT is free, one with a listener is not)."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host!r}: {getattr(exc, 'strerror', None) or exc}"
+    try:
+        with socket.socket(family, kind, proto) as s:
+            if os.name == "posix":
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is in use on {host} (another emulator or hand bridge?)"
+        if exc.errno == errno.EACCES:
+            return f"port {port} on {host}: permission denied (ports below 1024 need root; use e.g. 6000)"
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"cannot listen on {host}: not an address of this machine"
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jala-inspire-emulator",
+    parser = argparse.ArgumentParser(prog=_PROG,
                                      description="Emulated Inspire RH56 hand served over Modbus TCP or RTU.")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address to listen on (keep it loopback)")
     parser.add_argument("--port", type=int, default=6000, help="TCP port (0 = any free port)")
@@ -675,6 +706,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper())
 
+    def fail(message: str) -> int:  # expected start-up errors: one line, no traceback
+        print(f"{_PROG}: {message}", file=sys.stderr, flush=True)
+        return 2
+
+    tcp = not (args.rtu_pty or args.rtu)
+    if tcp:
+        if not 0 <= args.port <= 65535:
+            return fail(f"port {args.port} is out of range 0-65535 (0 = any free port)")
+        if args.port != 0 and (problem := _tcp_listen_problem(args.host, args.port)):
+            return fail(problem)
+    elif args.rtu and not args.rtu_pty and not os.path.exists(args.rtu):
+        return fail(f"no such serial device {args.rtu}")
     pair = None
     transport, serial_port = "tcp", ""
     if args.rtu_pty:
@@ -684,11 +727,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         transport, serial_port = "rtu", pair.port_a
     elif args.rtu:
         transport, serial_port = "rtu", args.rtu
-    cfg = InspireEmulatorConfig(
-        transport=transport, host=args.host, port=args.port, serial_port=serial_port, baudrate=args.baudrate,
-        device_id=args.device_id, byte_order=args.byte_order, full_travel_time_s=args.travel_time,
-        contact_angles=args.contact or (None,) * HAND_DOF)
-    emu = InspireHandEmulator(cfg).start()
+    # pymodbus logs its own warning on a failed listen; fail() says it in one line (unless a verbose log is asked)
+    pymodbus_log = logging.getLogger("pymodbus")
+    saved_level = pymodbus_log.level
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+        pymodbus_log.setLevel(logging.CRITICAL)
+    try:
+        cfg = InspireEmulatorConfig(
+            transport=transport, host=args.host, port=args.port, serial_port=serial_port, baudrate=args.baudrate,
+            device_id=args.device_id, byte_order=args.byte_order, full_travel_time_s=args.travel_time,
+            contact_angles=args.contact or (None,) * HAND_DOF)
+        emu = InspireHandEmulator(cfg).start()
+    except (ValueError, RuntimeError) as exc:
+        if pair is not None:
+            pair.close()
+        if isinstance(exc, ValueError):
+            return fail(str(exc).removeprefix("invalid InspireEmulatorConfig: "))
+        # e.g. the port was taken between the check above and the listen, or the serial device cannot be opened
+        problem = _tcp_listen_problem(args.host, args.port) if tcp and args.port else None
+        return fail(problem or str(exc))
+    finally:
+        pymodbus_log.setLevel(saved_level)
     if pair is not None:
         print(f"Inspire emulator: Modbus RTU device {cfg.device_id}; connect the driver to {pair.port_b}", flush=True)
     elif transport == "rtu":

@@ -40,25 +40,22 @@ class EpisodeResult:
 
 
 class CheckpointPolicy:
-    """Adapter: JalaPolicy.predict(images, instruction, proprio) -> (16, 13) targets for the chunk loop."""
+    """Adapter: JalaPolicy.predict(images, instruction, proprio) -> (16, 13) targets for the chunk loop.
 
-    def __init__(self, directory: str | Path, device: str | None = None):
-        from jala_policy.policy import JalaPolicy  # heavy import only when a checkpoint is used
+    A checkpoint whose number of views differs from the world's cameras is refused (jala_policy's
+    check_camera_views, the same check and message as the ROS policy node), never fed a subset of the views."""
+
+    def __init__(self, directory: str | Path, world: SimWorld, device: str | None = None):
+        from jala_policy.policy import JalaPolicy, check_camera_views  # heavy import only when a checkpoint is used
 
         self.policy = JalaPolicy.from_pretrained(directory, device=device)
-        self.num_views = int(self.policy.config.num_views)
+        check_camera_views(self.policy.config.num_views, list(world.cameras))
 
     def reset(self):
         self.last_times = None
 
     def act(self, world: SimWorld) -> np.ndarray:
         images = world.images()
-        if len(images) != self.num_views:
-            if len(images) > self.num_views:
-                images = images[: self.num_views]
-            else:
-                raise ValueError(f"checkpoint expects {self.num_views} views, the {world.config.task} world has "
-                                 f"{len(images)} cameras")
         stamp = world.sim_time
         chunk = self.policy.predict(images if len(images) > 1 else images[0], world.instruction, world.proprio(),
                                     timestamp=stamp)
@@ -141,7 +138,7 @@ def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int
              device: str | None = None, max_seconds: float | None = None) -> Summary:
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width, render_height=height))
     try:
-        policy = make_expert(world) if policy_spec == "expert" else CheckpointPolicy(policy_spec, device=device)
+        policy = make_expert(world) if policy_spec == "expert" else CheckpointPolicy(policy_spec, world, device=device)
         summary = Summary(task, variant, policy_spec)
         frames: list | None = [] if video else None
         seeds = [seed + i for i in range(episodes)]

@@ -40,6 +40,28 @@ assert len(HAND_ACTUATED_JOINTS) == len(HAND_DOF_NAMES)
 ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 HOME_Q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 
+# FR3 joint servo damping. fr3.xml's position actuators (kp, kv = kp x 0.1 s) are integrated implicitly
+# (implicitfast), which is stable for any kv while the servo torque is inside the joint's torque limit
+# (actuatorfrcrange: 87 Nm joints 1-4, 12 Nm joints 5-7). Once the limit clamps it, the clamped torque no longer
+# depends on velocity and MuJoCo integrates it explicitly; explicit damping is stable only for kv * dt / I < 2,
+# I the joint's effective inertia (1 / (M^-1)_jj, rotor armature included). Joint 7 (I = 0.075 kg m^2: armature
+# 0.074 plus the hand about the flange axis) has kv * dt / I = 200 x 0.002 / 0.075 = 5.3: after a hold it could
+# lock into a 250 Hz limit cycle in which the clamp flips sign every 2 ms step (dq = +-0.156 rad/s around a
+# still position: +-12 Nm x 2 ms / I = 2 x 0.16 rad/s). Joints 1, 3, 5 and 6 exceed 2 in parts of their range too.
+# So each servo's kv is capped at ARM_SERVO_KV_DT_OVER_INERTIA x I_min / timestep, I_min the smallest effective
+# inertia of that joint over the FR3 joint ranges with the hand (sampled, rounded down); kp is unchanged. With a
+# 2 ms step this gives kv = 202, 450 (unchanged), 180, 255, 71, 79, 56: still at least critically damped at I_min
+# and near it at the largest inertias (joint 1 stretched out: damping ratio 0.8). (libfranka's joint impedance
+# example uses 50 / 30 / 25 / 15 Nm s/rad.)
+ARM_MIN_EFFECTIVE_INERTIA = (0.27, 0.70, 0.24, 0.34, 0.095, 0.105, 0.074)  # kg m^2, per joint, lower bounds
+ARM_SERVO_KV_DT_OVER_INERTIA = 1.5  # < 2 with a margin: explicitly integrated damping decays without sign flips
+
+
+def arm_servo_kv(kv_model: float, joint_index: int, timestep: float) -> float:
+    """Damping gain of FR3 joint ``joint_index`` (0-based) servo for a ``timestep`` physics step: fr3.xml's kv,
+    capped so that the servo stays damped when its torque limit clamps it (see ARM_MIN_EFFECTIVE_INERTIA)."""
+    return min(float(kv_model), ARM_SERVO_KV_DT_OVER_INERTIA * ARM_MIN_EFFECTIVE_INERTIA[joint_index] / timestep)
+
 # L515-like colour camera: ~70 deg horizontal field of view, square pixels, centred principal point.
 L515_HFOV_DEG = 70.0
 
@@ -334,6 +356,9 @@ def build_scene_xml(spec: SceneSpec, ink_positions: np.ndarray | None = None) ->
     for act in list(actuator):
         if act.get("name") == "hand":
             actuator.remove(act)
+        elif act.get("joint") in ARM_JOINTS:
+            j = ARM_JOINTS.index(act.get("joint"))
+            act.set("kv", f"{arm_servo_kv(float(act.get('kv')), j, spec.timestep):.6g}")
     # the hand's own defaults (the FR3 ones add 1.1 Nm joint friction, far above a finger's torque)
     root.find("default").append(ET.fromstring(
         '<default class="inspire"><joint frictionloss="0" damping="0.02" armature="0.002" actuatorfrcrange="0 0"/>'

@@ -532,9 +532,9 @@ class SimWorld:
         while n > 0:
             phase = self._steps % k
             if phase == 0:
-                # joint servos (MuJoCo position actuators, kp/kv from fr3.xml) with velocity feed-forward: the kv
-                # term damps absolute joint velocity, so without it the arm would lag a moving setpoint by
-                # kv/kp * velocity
+                # joint servos (MuJoCo position actuators: kp from fr3.xml, kv capped in scene.arm_servo_kv) with
+                # velocity feed-forward: the kv term damps absolute joint velocity, so without it the arm would lag
+                # a moving setpoint by kv/kp * velocity
                 setpoint = self.arm_ctrl.update(float(d.time) + 0.5 * k * dt)
                 d.ctrl[self.arm_act] = setpoint + self._kv_over_kp * self.arm_ctrl.velocity
                 d.ctrl[self.hand_act] = self.hand_ctrl.update(k * dt)

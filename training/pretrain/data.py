@@ -18,7 +18,11 @@ The sequence of one sample (A.1, A.3)::
 
     <img> <IMG_CONTEXT> x n </img>  <latent> x n_latents  instruction  <mot>{64 wrist}{64 finger}</mot> ...
 
-with the chunks interleaved left/right along time (L0 R0 L1 R1 ...), masked by the hybrid scheme.
+with the chunks interleaved left/right along time (L0 R0 L1 R1 ...), masked by the hybrid scheme. The image is
+the window's first frame v_0; the latents are the LSP state latents of (v_0, v_0) through the target chunk's hand
+head. ``SequenceBuilder`` is the one place this layout is built: for training (``build``) and for MCP generation
+(``generation_window``, used by training/generate.py), whose sequence is the training sequence cut after a fully
+masked target chunk (chunks after it cannot change the target: attention across chunks is causal).
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from jala_policy.backbone import prompt_ids
+from jala_policy.config import JalaPolicyConfig
 from jala_policy.motion_tokens import MotionVocabulary
 
 from .config import MaskingConfig
@@ -110,11 +116,12 @@ def chunk_order(hand_mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 class SequenceBuilder:
-    """Token sample -> masked sequence (ids, MCP labels, alignment positions). Picklable (DataLoader workers)."""
+    """Token sample -> token sequence, for training (``build``) and MCP generation (``generation_window``).
+    Picklable (DataLoader workers)."""
 
     def __init__(self, vocab: MotionVocabulary, tokenizer, num_image_tokens: int, num_latents: int,
                  masking: MaskingConfig, *, align_chunks: str = "target", seed: int = 0,
-                 prompt_template: str = "{instruction}"):
+                 prompt_template: str = "{instruction}", num_views: int = 1):
         self.vocab = vocab
         self.tokenizer = tokenizer
         self.num_image_tokens = int(num_image_tokens)
@@ -123,20 +130,35 @@ class SequenceBuilder:
         self.align_chunks = align_chunks
         self.seed = int(seed)
         self.prompt_template = prompt_template
-        image_block = "<img>" + "<IMG_CONTEXT>" * self.num_image_tokens + "</img>"
-        self._image_ids = torch.tensor(tokenizer(image_block, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        self.num_views = int(num_views)
+
+    @classmethod
+    def for_model(cls, backbone, config: JalaPolicyConfig, masking: MaskingConfig | None = None,
+                  **kwargs) -> "SequenceBuilder":
+        """The builder of a JalaBackbone and its JalaPolicyConfig (``<latent>`` slots when LSP state tokens are on)."""
+        n_lat = config.perceiver.num_latents if config.perceiver.use_state_tokens else 0
+        return cls(backbone.motion, backbone.tokenizer, backbone.num_image_tokens, n_lat, masking or MaskingConfig(),
+                   prompt_template=config.prompt_template, **kwargs)
 
     @property
     def tokens_per_chunk(self) -> int:
         return 2 * self.vocab.config.tokens_per_part
 
     def prompt_ids(self, instruction: str) -> torch.Tensor:
-        text = self.prompt_template.format(instruction=instruction)
-        instr = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
-        latents = torch.full((self.num_latents,), self.vocab.latent_id, dtype=torch.long)
-        return torch.cat([self._image_ids, latents, instr])
+        return prompt_ids(self.tokenizer, self.prompt_template.format(instruction=instruction),
+                          num_image_tokens=self.num_image_tokens, num_views=self.num_views,
+                          latent_id=self.vocab.latent_id, num_latents=self.num_latents)
 
-    def build(self, sample: dict, epoch: int = 0) -> dict:
+    def sequence(self, instruction: str, chunks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+        """Prompt followed by the wrapped chunks: (ids, position of each chunk's first wrist token)."""
+        prompt = self.prompt_ids(instruction)
+        body_starts, pos = [], prompt.numel()
+        for chunk in chunks:
+            body_starts.append(pos + 1)
+            pos += chunk.numel()
+        return torch.cat([prompt, *chunks]), body_starts
+
+    def _order_and_frames(self, sample: dict) -> tuple[list[tuple[int, int]], np.ndarray]:
         order = chunk_order(sample["hand_mask"])
         if not order:
             raise ValueError(f"sample {sample.get('index')} has no motion chunk (hand_mask is all False)")
@@ -145,36 +167,39 @@ class SequenceBuilder:
         if frames.ndim != 4 or frames.shape[0] != t_steps + 1 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"sample {sample.get('index')}: frames must be uint8 (T + 1 = {t_steps + 1}, H, W, 3), "
                              f"got {frames.dtype} {frames.shape}")
+        return order, frames
+
+    def _chunk(self, sample: dict, t: int, hand: int) -> torch.Tensor:
+        """The sample's chunk (t, hand) with its codes, or a fully masked one for video-only samples."""
+        if not sample["has_motion"]:
+            return self.vocab.masked_chunk()
+        return self.vocab.wrap_chunk(np.asarray(sample["wrist_codes"])[t, hand],
+                                     np.asarray(sample["finger_codes"])[t, hand])
+
+    def build(self, sample: dict, epoch: int = 0) -> dict:
+        order, frames = self._order_and_frames(sample)
         has_motion = bool(sample["has_motion"])
         n = self.tokens_per_chunk
         rng = sample_rng(self.seed, epoch, sample["index"])
         cm = hybrid_masks(len(order), n, has_motion, self.masking, rng)
-        prompt = self.prompt_ids(sample["instruction"])
-        pieces, labels = [prompt], [torch.full_like(prompt, IGNORE_INDEX)]
-        body_starts = []
-        pos = prompt.numel()
+        chunks, labels = [], []
         for (t, hand), mask in zip(order, cm.masks):
-            if has_motion:
-                chunk = self.vocab.wrap_chunk(np.asarray(sample["wrist_codes"])[t, hand],
-                                              np.asarray(sample["finger_codes"])[t, hand])
-            else:
-                chunk = self.vocab.masked_chunk()
+            chunk = self._chunk(sample, t, hand)
             lab = torch.full_like(chunk, IGNORE_INDEX)
-            m = torch.from_numpy(mask)
             if has_motion:
+                m = torch.from_numpy(mask)
                 body = chunk[1:-1]
                 lab[1:-1] = torch.where(m, body - self.vocab.first_code_id, IGNORE_INDEX)
                 chunk[1:-1] = torch.where(m, self.vocab.mask_id, body)
-            pieces.append(chunk)
+            chunks.append(chunk)
             labels.append(lab)
-            body_starts.append(pos + 1)
-            pos += chunk.numel()
-        ids = torch.cat(pieces)
+        ids, body_starts = self.sequence(sample["instruction"], chunks)
+        prompt_len = ids.numel() - sum(c.numel() for c in chunks)
         align = [cm.target] if self.align_chunks == "target" else list(range(cm.target, len(order)))
         return {
             "index": int(sample["index"]),
             "input_ids": ids,
-            "labels": torch.cat(labels),
+            "labels": torch.cat([torch.full((prompt_len,), IGNORE_INDEX, dtype=torch.long), *labels]),
             "image": torch.from_numpy(np.ascontiguousarray(frames[0])),
             "state_hand": order[cm.target][1],
             "has_motion": has_motion,
@@ -185,6 +210,25 @@ class SequenceBuilder:
             "align_second": torch.from_numpy(np.stack([frames[order[i][0] + 1] for i in align])),
             "align_hand": torch.tensor([order[i][1] for i in align], dtype=torch.long),
             "chunk_order": order,
+        }
+
+    def generation_window(self, sample: dict, target: int) -> dict:
+        """The sequence MCP generation decodes chunk ``target`` (an index into ``chunk_order``) from: exactly the
+        training sequence with that chunk as a fully masked target, cut after it. Earlier chunks of both hands keep
+        their codes (teacher forcing); image and state hand are the training ones (v_0, the target's hand)."""
+        order, frames = self._order_and_frames(sample)
+        if not sample["has_motion"]:
+            raise ValueError(f"sample {sample.get('index')} is video-only: it has no motion to condition on")
+        if not 0 <= target < len(order):
+            raise ValueError(f"target chunk {target} outside the sample's {len(order)} chunks")
+        chunks = [self._chunk(sample, t, hand) for t, hand in order[:target]] + [self.vocab.masked_chunk()]
+        ids, body_starts = self.sequence(sample["instruction"], chunks)
+        return {
+            "input_ids": ids,
+            "image": torch.from_numpy(np.ascontiguousarray(frames[0])),
+            "state_hand": order[target][1],
+            "target": order[target],
+            "target_positions": torch.arange(body_starts[-1], body_starts[-1] + self.tokens_per_chunk),
         }
 
 

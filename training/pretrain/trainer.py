@@ -102,10 +102,8 @@ class PretrainTrainer:
         if dataset is None:
             dataset, adapter = build_token_dataset(cfg)
         bb = self.model.backbone
-        n_lat = cfg.model.perceiver.num_latents if cfg.model.perceiver.use_state_tokens else 0
-        self.builder = SequenceBuilder(bb.motion, bb.tokenizer, bb.num_image_tokens, n_lat, cfg.masking,
-                                       align_chunks=cfg.loss.align_chunks, seed=cfg.run.seed,
-                                       prompt_template=cfg.model.prompt_template)
+        self.builder = SequenceBuilder.for_model(bb, cfg.model, cfg.masking, align_chunks=cfg.loss.align_chunks,
+                                                 seed=cfg.run.seed)
         self.dataset = MaskedSequenceDataset(dataset, self.builder, adapter)
         pad = bb.tokenizer.pad_token_id if bb.tokenizer.pad_token_id is not None else 0
         self.collator = Collator(pad)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jala_ros.parameters import (ARM_DEFAULTS, CAMERA_DEFAULTS, HAND_DEFAULTS, POLICY_DEFAULTS, SUPERVISOR_DEFAULTS,
+                                 check_known)
 
 TASKS = ("water_plant", "put_three_obj", "wipe_board")
 PACKAGE = "jala_ros"
@@ -51,15 +53,56 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+class ConfigError(ValueError):
+    """A task configuration (config/*.yaml) that cannot be used: unknown key, wrong shape."""
+
+
+# Sections of config/*.yaml whose keys are node parameters, and the node defaults they must match.
+_NODE_SECTIONS = {"arm": ARM_DEFAULTS, "hand": HAND_DEFAULTS, "camera": CAMERA_DEFAULTS, "policy": POLICY_DEFAULTS,
+                  "supervisor": SUPERVISOR_DEFAULTS}
+_TOP_KEYS = {"namespace", "task", "instruction", "cameras", "sim", *_NODE_SECTIONS}
+_SIM_KEYS = {"variant", "seed", "render_width", "render_height", "camera_fps", "world_options", "arm", "hand",
+             "policy", "supervisor"}
+_CAMERA_ENTRY_KEYS = {"name", "sim_camera", "serial"}
+
+
+def check_task_config(cfg: dict, where: str) -> None:
+    """ConfigError naming the first unknown key (with its section) and the allowed ones: a typo such as
+    ``supervisor.camera_timout_ms`` must not leave a safety timeout at its default unnoticed."""
+    def known(section: dict, allowed, path: str) -> None:
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: {path or 'the file'} must be a mapping, got {section!r}")
+        try:
+            check_known(section, allowed, f"{where}: {path or 'top level'}")
+        except ValueError as exc:
+            raise ConfigError(str(exc).replace("parameter(s)", "key(s)")) from None
+
+    known(cfg, _TOP_KEYS, "")
+    for name, defaults in _NODE_SECTIONS.items():
+        known(cfg.get(name, {}) or {}, defaults, name)
+    sim = cfg.get("sim", {}) or {}
+    known(sim, _SIM_KEYS, "sim")
+    for name in ("arm", "hand", "policy", "supervisor"):
+        known(sim.get(name, {}) or {}, _NODE_SECTIONS[name], f"sim.{name}")
+    for i, cam in enumerate(cfg.get("cameras") or []):
+        known(cam, _CAMERA_ENTRY_KEYS, f"cameras[{i}]")
+
+
 def load_task_config(task: str) -> dict:
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
     d = config_dir()
-    common = yaml.safe_load((d / "common.yaml").read_text()) or {}
-    specific = yaml.safe_load((d / f"{task}.yaml").read_text()) or {}
-    cfg = _merge(common, specific)
+    parts = []
+    for f in (d / "common.yaml", d / f"{task}.yaml"):
+        try:
+            part = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{f}: not valid YAML: {exc}") from None
+        check_task_config(part, str(f))
+        parts.append(part)
+    cfg = _merge(*parts)
     if not cfg.get("cameras"):
-        raise ValueError(f"{task}.yaml lists no cameras")
+        raise ConfigError(f"{task}.yaml lists no cameras")
     return cfg
 
 
@@ -192,14 +235,21 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
 
 
 # ------------------------------------------------------------------------------------ the two consumers
-def launch_node_kwargs(spec: NodeSpec) -> dict[str, Any]:
+def enclave(spec: NodeSpec, enclave_root: str) -> str:
+    """The SROS2 enclave of a spec's process: ``<enclave_root>/<node name or executable>``."""
+    return f"{enclave_root.rstrip('/')}/{spec.name or spec.executable}"
+
+
+def launch_node_kwargs(spec: NodeSpec, enclave_root: str = "") -> dict[str, Any]:
     """Keyword arguments for ``launch_ros.actions.Node`` (a process holding several nodes gets no ``name``:
-    launch_ros would rename every node in it)."""
+    launch_ros would rename every node in it). ``enclave_root``: SROS2, one enclave per process."""
     kw: dict[str, Any] = {"package": spec.package, "executable": spec.executable, "namespace": spec.namespace,
                           "parameters": [dict(spec.parameters)], "remappings": list(spec.remappings),
                           "output": "screen", "emulate_tty": True}
     if spec.name is not None:
         kw["name"] = spec.name
+    if enclave_root:
+        kw["ros_arguments"] = ["--enclave", enclave(spec, enclave_root)]
     return kw
 
 

@@ -4,6 +4,8 @@ Imported by ``launch/<task>.launch.py``; needs ``launch`` and ``launch_ros`` (a 
 """
 from __future__ import annotations
 
+from jala_ros.dds_security import exposure_warning
+
 from .graph import GraphArgs, build_graph, launch_node_kwargs
 from .ros_env import loopback_env
 
@@ -24,6 +26,9 @@ LAUNCH_ARGUMENTS = {
     "hand_serial_port": ("/dev/ttyUSB0", "Inspire hand serial port (rtu)"),
     "camera_serials": ("", "comma-separated RealSense serials, one per camera of the task (real robot)"),
     "loopback_dds": ("true", "restrict DDS to 127.0.0.1 with jala_bringup's Fast DDS profile"),
+    "enclave_root": ("", "SROS2: give each node the enclave <enclave_root>/<node name> (e.g. /jala); needs "
+                         "ROS_SECURITY_KEYSTORE, ROS_SECURITY_ENABLE=true, ROS_SECURITY_STRATEGY=Enforce (see "
+                         "ros2_ws/README.md, 'Security')"),
 }
 
 
@@ -48,7 +53,7 @@ def graph_args_from_strings(task: str, values: dict[str, str]) -> GraphArgs:
 
 def generate_task_launch_description(task: str):
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+    from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -60,8 +65,12 @@ def generate_task_launch_description(task: str):
             for key in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE",
                         "ROS_AUTOMATIC_DISCOVERY_RANGE", "RMW_IMPLEMENTATION"):
                 actions.append(SetEnvironmentVariable(key, env[key]))
+        else:
+            warning = exposure_warning()
+            if warning:
+                actions.append(LogInfo(msg=warning))
         for spec in build_graph(graph_args_from_strings(task, values)):
-            actions.append(Node(**launch_node_kwargs(spec)))
+            actions.append(Node(**launch_node_kwargs(spec, values["enclave_root"])))
         return actions
 
     declared = [DeclareLaunchArgument(name, default_value=default, description=desc)

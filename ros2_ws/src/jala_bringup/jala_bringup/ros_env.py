@@ -49,21 +49,26 @@ def apply_loopback_env(domain_id: int | None = None) -> dict[str, str]:
     return env
 
 
+def open_file_targets(pid: int) -> list[str]:
+    """What the open file descriptors of process ``pid`` point to (paths, ``socket:[inode]``, ...), from /proc;
+    descriptors closed meanwhile are left out."""
+    fd_dir = f"/proc/{pid}/fd"
+    out = []
+    for fd in os.listdir(fd_dir):
+        try:
+            out.append(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            continue
+    return out
+
+
 def udp_sockets(pid: int | None = None) -> list[str]:
     """Local addresses of the UDP sockets of process ``pid`` (default: this one), from /proc (no ``ss``)."""
     import socket
     import struct
 
     pid = os.getpid() if pid is None else pid
-    inodes = set()
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+    inodes = {t[8:-1] for t in open_file_targets(pid) if t.startswith("socket:[")}
     out = []
     for table, family in (("udp", socket.AF_INET), ("udp6", socket.AF_INET6)):
         try:

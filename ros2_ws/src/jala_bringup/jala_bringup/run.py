@@ -8,12 +8,20 @@ process, starts each as ``python -m jala_ros.<executable> --ros-args ...`` with 
 (``jala_bringup.ros_env``), waits until frames, joint states and the policy are up, calls
 ``/jala/policy/start``, runs for ``--duration`` seconds, stops the policy and prints: camera rate, joint-state
 rates, camera-frame-to-chunk latency p50/p99 (frame stamp -> chunk received here), chunks executed by arm and
-hand, holds, and (simulation) the final Completion Ratio. Without ``--checkpoint`` a tiny random demo
-checkpoint (``jala_policy.demo_checkpoint``) is written to the run directory.
+hand, every hold with its reason and time, and (simulation) the final Completion Ratio. Without
+``--checkpoint`` a tiny random demo checkpoint (``jala_policy.demo_checkpoint``) is written to the run directory.
+
+Faults: SIGINT (Ctrl-C) or SIGTERM stops the rollout at once: the runner asks for a hold (supervisor, and the
+arm and hand directly on ``/jala/hold``), stops the policy, prints the report so far and exits (130 / 143).
+A node process that dies ends the rollout the same way, the hold first, its reason in the report. The node
+processes die with the runner, even when it is SIGKILLed (PR_SET_PDEATHSIG, and each node also watches its
+parent). At start, Fast DDS shared-memory files left by killed processes are removed (``shm_cleanup``); the
+run's temporary work folder is removed at exit (``--workdir DIR`` keeps params files and logs in DIR).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -44,6 +52,17 @@ def python_path(env: dict[str, str]) -> str:
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     return os.pathsep.join(parts)
+
+
+def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
+    """In a child before exec: the kernel sends it ``sig`` when the runner's thread that started it dies
+    (Linux PR_SET_PDEATHSIG), so a SIGKILLed runner leaves no node publishing chunks."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the runner died before prctl took effect
+        os._exit(1)
 
 
 @dataclass
@@ -78,11 +97,28 @@ class GraphProcesses:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for spec, cmd, pfile in self.commands():
             pfile.write_text(yaml.safe_dump(params_file_content(spec), sort_keys=False))
-            log = self.workdir / f"{spec.role}_{spec.name or spec.executable}.log"
-            fh = open(log, "wb")
-            popen = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-            fh.close()
-            self.procs.append(Process(spec, cmd, popen, log))
+            self.procs.append(self._launch(spec, cmd))
+
+    def _launch(self, spec: NodeSpec, cmd: list[str]) -> Process:
+        log = self.workdir / f"{spec.role}_{spec.name or spec.executable}.log"
+        with open(log, "ab") as fh:
+            # own session (a terminal's Ctrl-C reaches the runner only, which stops the nodes in order), but
+            # never outliving the runner
+            popen = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=functools.partial(die_with_parent, os.getpid()))
+        return Process(spec, cmd, popen, log)
+
+    def restart(self, role: str) -> Process:
+        """Start the process of ``role`` again (after it died or was killed); returns the new one."""
+        i, old = next((i, p) for i, p in enumerate(self.procs) if p.spec.role == role)
+        if old.popen.poll() is None:
+            old.popen.kill()
+            old.popen.wait()
+        self.procs[i] = self._launch(old.spec, old.cmd)
+        return self.procs[i]
+
+    def process(self, role: str) -> Process:
+        return next(p for p in self.procs if p.spec.role == role)
 
     def dead(self) -> list[Process]:
         return [p for p in self.procs if p.popen.poll() is not None]
@@ -122,9 +158,9 @@ class Metrics:
     hand_diag: dict[str, str] = field(default_factory=dict)
     supervisor_diag: dict[str, str] = field(default_factory=dict)
     policy_diag: dict[str, str] = field(default_factory=dict)
-    status: list[str] = field(default_factory=list)
+    status: list[tuple[float, str]] = field(default_factory=list)  # (monotonic arrival, text), every change
+    diag_times: dict[str, float] = field(default_factory=dict)  # status name -> last arrival (monotonic)
     completion: dict | None = None
-    holds: int = 0
     arm_q: list = field(default_factory=list)  # (t, q) samples while running
     # (arrival time, states_published) from the arm / hand diagnostics: the publish rate at the source
     arm_published: list = field(default_factory=list)
@@ -138,12 +174,12 @@ class Monitor:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import CameraInfo, JointState
-        from std_msgs.msg import String
+        from std_msgs.msg import Bool, String
         from trajectory_msgs.msg import JointTrajectory
 
         from jala_ros.conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
-        from jala_ros.node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, STATUS_TOPIC, BackgroundSpin,
-                                         values_of)
+        from jala_ros.node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, HAND_STATE_TOPIC, HOLD_REQUEST_TOPIC, HOLD_TOPIC,
+                                         STATUS_TOPIC, BackgroundSpin, values_of)
 
         self.rclpy = rclpy
         self.m = Metrics()
@@ -179,6 +215,7 @@ class Monitor:
 
         def on_diag(msg):
             for st in msg.status:
+                self.m.diag_times[st.name] = time.monotonic()
                 if st.name in ("jala/arm", "jala/hand"):
                     values = values_of(st) | {"message": st.message}
                     dev = st.name.split("/")[1]
@@ -193,12 +230,13 @@ class Monitor:
         node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
 
         def on_status(msg):
-            if not self.m.status or self.m.status[-1] != msg.data:
-                self.m.status.append(msg.data)
-                if msg.data.startswith("HOLD"):
-                    self.m.holds += 1
+            if not self.m.status or self.m.status[-1][1] != msg.data:
+                self.m.status.append((time.monotonic(), msg.data))
 
         node.create_subscription(String, STATUS_TOPIC, on_status, LATCHED_QOS)
+        self._hold_request_pub = node.create_publisher(String, HOLD_REQUEST_TOPIC, 10)
+        self._hold_pub = node.create_publisher(Bool, HOLD_TOPIC, LATCHED_QOS)
+        self._String, self._Bool = String, Bool
         node.create_subscription(String, "/jala/sim/completion",
                                  lambda msg: setattr(self.m, "completion", json.loads(msg.data)), LATCHED_QOS)
         self._spin = BackgroundSpin([node], name=name)
@@ -213,6 +251,15 @@ class Monitor:
             return call_trigger(client, timeout)
         finally:
             self.node.destroy_client(client)
+
+    def request_hold(self, reason: str) -> None:
+        """Hold the robot: the supervisor with ``reason`` (on /jala/status and in its diagnostics), and the arm
+        and hand directly on /jala/hold (they act on it even when the supervisor is gone)."""
+        self._hold_request_pub.publish(self._String(data=reason))
+        self._hold_pub.publish(self._Bool(data=True))
+
+    def devices_held(self) -> bool:
+        return self.m.arm_diag.get("held") == "True" and self.m.hand_diag.get("held") == "True"
 
     def service_ready(self, service: str) -> bool:
         names = {n for n, _ in self.node.get_service_names_and_types()}
@@ -261,48 +308,95 @@ def ensure_checkpoint(path: str | None, views: int, workdir: Path, env: dict[str
     return str(out)
 
 
+class Interrupted(Exception):
+    """SIGINT / SIGTERM reached the runner."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM set ``received`` (the signal's name) instead of killing the runner mid-way; the rollout
+    checks it between steps and winds down in order: hold, policy stop, report, node processes stopped."""
+
+    def __init__(self):
+        self.received = ""
+        self._event = threading.Event()
+        self._previous = {}
+
+    def install(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum, _frame) -> None:
+        self.received = self.received or signal.Signals(signum).name
+        self._event.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but raise Interrupted as soon as a stop signal has come."""
+        if self._event.wait(seconds) or self.received:
+            raise Interrupted(self.received)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def _dead_process_error(procs: "GraphProcesses", p: "Process", when: str) -> str:
+    return f"{p.spec.role} process exited with code {p.popen.returncode} {when}:\n{procs.tail(p, 8)}"
+
+
 def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path, startup_timeout: float = 180.0,
-                log=print, estop_at_end: bool = False) -> dict:
+                log=print, estop_at_end: bool = False, signals: StopSignals | None = None) -> dict:
     """Bring the graph up, run the policy for ``duration`` s, bring it down; returns the report dict.
     ``estop_at_end``: while the policy still runs, call the supervisor's estop and report the time from its
-    detection stamp to the arm's and hand's hold stamps (``estop_hold_latency_ms``)."""
+    detection stamp to the arm's and hand's hold stamps (``estop_hold_latency_ms``). ``signals``: stop early
+    (hold first) when one of its signals arrives; the report then has ``interrupted`` = the signal's name."""
     import rclpy
+    from rclpy.signals import SignalHandlerOptions
 
+    from .shm_cleanup import remove_stale_fastdds_segments
+
+    signals = signals or StopSignals()
     cfg = load_task_config(args.task)
     env = loopback_env(domain_id)
     workdir.mkdir(parents=True, exist_ok=True)
-    args.checkpoint = ensure_checkpoint(args.checkpoint, len(cfg["cameras"]), workdir, env, args.sim)
-    specs = build_graph(args)
-    info_topics = next(s.parameters["camera_info_topics"] for s in specs if s.role == "supervisor")
-    procs = GraphProcesses(specs, env, workdir)
-    apply_loopback_env(domain_id)
-    rclpy.init()
-    monitor = None
     report: dict = {"task": args.task, "mode": "sim" if args.sim else "real", "duration_s": duration,
                     "domain_id": domain_id, "workdir": str(workdir), "errors": []}
+    removed = remove_stale_fastdds_segments()
+    if removed:
+        log(f"[run] removed {len(removed)} Fast DDS shared-memory file(s) left by dead processes")
+    procs: GraphProcesses | None = None
+    monitor: Monitor | None = None
+    t_run = time.monotonic()
+    t0 = t1 = None
     try:
+        args.checkpoint = ensure_checkpoint(args.checkpoint, len(cfg["cameras"]), workdir, env, args.sim)
+        specs = build_graph(args)
+        info_topics = next(s.parameters["camera_info_topics"] for s in specs if s.role == "supervisor")
+        procs = GraphProcesses(specs, env, workdir)
+        apply_loopback_env(domain_id)
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # SIGINT/SIGTERM are ours (StopSignals)
         procs.start()
-        log(f"[run] started {len(procs.procs)} processes (ROS_DOMAIN_ID={domain_id}, logs in {workdir})")
+        log(f"[run] started {len(procs.procs)} processes (ROS_DOMAIN_ID={domain_id})")
         monitor = Monitor(info_topics)
         m = monitor.m
-        t_start = time.monotonic()
         ready = False
-        while time.monotonic() - t_start < startup_timeout:
+        while time.monotonic() - t_run < startup_timeout:
             dead = procs.dead()
             if dead:
-                p = dead[0]
-                raise RuntimeError(f"{p.spec.role} exited with {p.popen.returncode}:\n{procs.tail(p)}")
+                raise RuntimeError(_dead_process_error(procs, dead[0], "during start-up"))
             if (all(len(v) > 3 for v in m.camera_stamps.values()) and len(m.arm_state_times) > 10
                     and len(m.hand_state_times) > 10 and monitor.service_ready("/jala/policy/start")):
                 ready = True
                 break
-            time.sleep(0.1)
+            signals.sleep(0.1)
         if not ready:
             raise TimeoutError(f"graph not ready after {startup_timeout:.0f} s: camera frames "
                                f"{ {k: len(v) for k, v in m.camera_stamps.items()} }, arm states "
                                f"{len(m.arm_state_times)}, hand states {len(m.hand_state_times)}, policy ready "
                                f"{monitor.service_ready('/jala/policy/start')}")
-        report["startup_s"] = time.monotonic() - t_start
+        report["startup_s"] = time.monotonic() - t_run
         log(f"[run] graph ready in {report['startup_s']:.1f} s; starting the policy for {duration:.0f} s")
         monitor.recording = True
         ok, msg = monitor.call_trigger("/jala/policy/start")
@@ -312,19 +406,14 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
         while time.monotonic() - t0 < duration:
             dead = procs.dead()
             if dead:
-                p = dead[0]
-                raise RuntimeError(f"{p.spec.role} exited with {p.popen.returncode} during the rollout:\n"
-                                   f"{procs.tail(p)}")
-            time.sleep(0.1)
+                raise RuntimeError(_dead_process_error(procs, dead[0], "during the rollout"))
+            signals.sleep(0.1)
         t1 = time.monotonic()
         if estop_at_end:
             monitor.call_trigger("/jala/supervisor/estop")
             end = time.monotonic() + 3.0
-            def held() -> bool:
-                return (m.arm_diag.get("held") == "True" and m.hand_diag.get("held") == "True"
-                        and m.supervisor_diag.get("holding") == "True")
-
-            while time.monotonic() < end and not held():
+            while time.monotonic() < end and not (monitor.devices_held()
+                                                  and m.supervisor_diag.get("holding") == "True"):
                 time.sleep(0.01)
             det = float(m.supervisor_diag.get("detected_at", "nan"))
             report["estop_hold_latency_ms"] = {
@@ -333,43 +422,82 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
         monitor.call_trigger("/jala/policy/stop")
         monitor.recording = False
         time.sleep(0.6)  # last diagnostics / completion
-        if args.sim:
-            ok, msg = monitor.call_trigger("/jala/sim/completion")
-            if ok:
-                m.completion = json.loads(msg)
-        report.update({
-            "cameras": {t: rate_stats(v, t0, t1) for t, v in m.camera_stamps.items()},
-            "arm_joint_states": rate_stats(m.arm_state_times, t0, t1)
-            | {"published_hz": published_rate(m.arm_published, t0, t1)},
-            "hand_joint_states": rate_stats(m.hand_state_times, t0, t1)
-            | {"published_hz": published_rate(m.hand_published, t0, t1)},
-            "chunks_received": len(m.chunk_latency),
-            "latency_ms": {f"p{p}": float(np.percentile(m.chunk_latency, p) * 1e3) if m.chunk_latency
-                           else float("nan") for p in (50, 99)},
-            "policy_inference_ms": {p: float(m.policy_diag.get(f"inference_{p}_ms", "nan")) for p in ("p50", "p99")},
-            "arm": {k: m.arm_diag.get(k) for k in ("chunks_executed", "chunks_refused", "waypoints_dropped",
-                                                    "held", "message")},
-            "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "commands_sent", "held",
-                                                     "message")},
-            "holds": m.holds - (1 if estop_at_end else 0),
-            "status_history": m.status[-10:],
-            "completion": m.completion,
-        })
-        if m.arm_q:
-            q = np.array([s[1] for s in m.arm_q])
-            report["arm_motion_rad"] = float(np.abs(q - q[0]).max())
+    except Interrupted as exc:
+        report["interrupted"] = str(exc)
+        report["errors"].append(f"interrupted by {exc}: robot held, policy stopped")
+        _hold_for_exit(monitor, procs, f"runner received {exc}", log)
     except Exception as exc:  # noqa: BLE001 - reported
         report["errors"].append(f"{type(exc).__name__}: {exc}")
+        _hold_for_exit(monitor, procs, f"runner: {str(exc).splitlines()[0]}", log)
     finally:
+        t1 = t1 or time.monotonic()
         if monitor is not None:
+            _fill_report(report, monitor, args, t0, t1, t_run, estop_at_end)
             monitor.close()
-        procs.stop()
+        if procs is not None:
+            procs.stop()
         rclpy.try_shutdown()
     return report
 
 
+def _hold_for_exit(monitor: "Monitor | None", procs: "GraphProcesses | None", reason: str, log) -> None:
+    """Before anything else on a fault or a stop signal: hold the devices that are still alive, stop the
+    policy, and wait (at most 2 s) until arm and hand report the hold."""
+    if monitor is None or procs is None or not procs.procs:
+        return
+    log(f"[run] HOLD: {reason}")
+    monitor.recording = False
+    monitor.request_hold(reason)
+    alive_devices = any(p.popen.poll() is None for p in procs.procs if p.spec.role in ("sim_devices", "arm", "hand"))
+    end = time.monotonic() + 2.0
+    while alive_devices and time.monotonic() < end and not monitor.devices_held():
+        time.sleep(0.02)
+    if any(p.popen.poll() is None for p in procs.procs if p.spec.role == "policy"):
+        monitor.call_trigger("/jala/policy/stop", timeout=1.0)
+    time.sleep(0.6)  # the hold's diagnostics and status reach the report
+
+
+def _fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | None, t1: float, t_run: float,
+                 estop_at_end: bool) -> None:
+    """The report's figures from what the monitor saw (so far, when the rollout ended early)."""
+    m = monitor.m
+    if args.sim:
+        ok, msg = monitor.call_trigger("/jala/sim/completion", timeout=1.0)
+        if ok:
+            m.completion = json.loads(msg)
+    holds = [{"t_s": round(t - t_run, 3), "reason": text[len("HOLD: "):]} for t, text in m.status
+             if text.startswith("HOLD")]
+    report["holds"] = holds
+    report["status_history"] = [{"t_s": round(t - t_run, 3), "status": text} for t, text in m.status]
+    report["hold_reasons"] = {dev: d.get("hold_reason", "") for dev, d in (("arm", m.arm_diag), ("hand", m.hand_diag))
+                              if d.get("held") == "True"}
+    if t0 is None:  # never started
+        return
+    report.update({
+        "cameras": {t: rate_stats(v, t0, t1) for t, v in m.camera_stamps.items()},
+        "arm_joint_states": rate_stats(m.arm_state_times, t0, t1)
+        | {"published_hz": published_rate(m.arm_published, t0, t1)},
+        "hand_joint_states": rate_stats(m.hand_state_times, t0, t1)
+        | {"published_hz": published_rate(m.hand_published, t0, t1)},
+        "chunks_received": len(m.chunk_latency),
+        "latency_ms": {f"p{p}": float(np.percentile(m.chunk_latency, p) * 1e3) if m.chunk_latency
+                       else float("nan") for p in (50, 99)},
+        "policy_inference_ms": {p: float(m.policy_diag.get(f"inference_{p}_ms", "nan")) for p in ("p50", "p99")},
+        "arm": {k: m.arm_diag.get(k) for k in ("chunks_executed", "chunks_refused", "waypoints_dropped",
+                                                "held", "message")},
+        "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "commands_sent", "held",
+                                                 "message")},
+        "holds_during_rollout": sum(1 for h in holds if h["t_s"] <= t1 - t_run) - (1 if estop_at_end else 0),
+        "completion": m.completion,
+    })
+    if m.arm_q:
+        q = np.array([s[1] for s in m.arm_q])
+        report["arm_motion_rad"] = float(np.abs(q - q[0]).max())
+
+
 def format_report(r: dict) -> str:
-    lines = [f"JALA {r['task']} ({r['mode']}), {r['duration_s']:.0f} s rollout"]
+    lines = [f"JALA {r['task']} ({r['mode']}), {r['duration_s']:.0f} s rollout"
+             + (f" (interrupted by {r['interrupted']})" if r.get("interrupted") else "")]
     if "cameras" in r:
         for t, s in r["cameras"].items():
             lines.append(f"  camera {t}: {s['hz']:.1f} Hz")
@@ -392,18 +520,39 @@ def format_report(r: dict) -> str:
                          "detection")
         if "arm_motion_rad" in r:
             lines.append(f"  arm moved up to {r['arm_motion_rad']:.3f} rad from its start")
-        lines.append(f"  holds: {r['holds']}" + (f" (last status: {r['status_history'][-1]})"
-                                                  if r["status_history"] else ""))
-        c = r.get("completion")
-        if c is not None:
-            lines.append(f"  completion ratio: {c.get('ratio', float('nan')):.2f}  {json.dumps(c)}")
+        lines.append(f"  holds during the rollout: {r['holds_during_rollout']}")
+    for h in r.get("holds", []):
+        lines.append(f"  HOLD at {h['t_s']:.2f} s: {h['reason']}")
+    if r.get("hold_reasons"):
+        lines.append("  devices held: " + "; ".join(f"{d} ({why})" for d, why in r["hold_reasons"].items()))
+    c = r.get("completion")
+    if c is not None:
+        lines.append(f"  completion ratio: {c.get('ratio', float('nan')):.2f}  {json.dumps(c)}")
     for e in r["errors"]:
         lines.append(f"  ERROR: {e}")
     return "\n".join(lines)
 
 
+def domain_id_arg(text: str) -> int:
+    """argparse type for --domain-id: an int in ROS 2's safe range on Linux (0..101)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 101:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..101 (ROS 2's safe domain ids on Linux)")
+    return value
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (not the whole usage block): ``run_task: <error> (--help: usage)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"run_task: {message} (--help: usage)\n")
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineErrorParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("task", choices=TASKS)
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--sim", dest="sim", action="store_true", default=True, help="simulated world (default)")
@@ -420,33 +569,50 @@ def main(argv=None) -> int:
     ap.add_argument("--hand-port", type=int, default=6000)
     ap.add_argument("--hand-serial-port", default="/dev/ttyUSB0")
     ap.add_argument("--camera-serials", default="", help="comma-separated RealSense serials (real robot)")
-    ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random 10..99)")
-    ap.add_argument("--workdir", default="", help="params files, logs, demo checkpoint (default: a temp dir, "
-                                                  "removed after a successful run)")
+    ap.add_argument("--domain-id", type=domain_id_arg, default=None, help="ROS_DOMAIN_ID 0..101 (default: random "
+                                                                          "10..99)")
+    ap.add_argument("--workdir", default="", help="keep params files, logs and the demo checkpoint in this folder "
+                                                  "(default: a temporary folder, removed at exit)")
     ap.add_argument("--startup-timeout", type=float, default=180.0)
     ap.add_argument("--print-commands", action="store_true", help="print the node command lines and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--estop-at-end", action="store_true",
                     help="end the rollout with the supervisor's estop and report detection -> hold latency")
     a = ap.parse_args(argv)
-    gargs = GraphArgs(task=a.task, sim=a.sim, checkpoint=a.checkpoint, device=a.device, instruction=a.instruction,
-                      seed=a.seed, variant=a.variant, robot_ip=a.robot_ip, hand_transport=a.hand_transport,
-                      hand_host=a.hand_host, hand_port=a.hand_port, hand_serial_port=a.hand_serial_port,
-                      camera_serials=a.camera_serials)
+    try:
+        gargs = GraphArgs(task=a.task, sim=a.sim, checkpoint=a.checkpoint, device=a.device,
+                          instruction=a.instruction, seed=a.seed, variant=a.variant, robot_ip=a.robot_ip,
+                          hand_transport=a.hand_transport, hand_host=a.hand_host, hand_port=a.hand_port,
+                          hand_serial_port=a.hand_serial_port, camera_serials=a.camera_serials)
+        if a.print_commands:
+            gargs.checkpoint = gargs.checkpoint or "<checkpoint>"
+            for spec, cmd, _ in GraphProcesses(build_graph(gargs), loopback_env(), Path("<workdir>")).commands():
+                print(f"# {spec.role}: {json.dumps(spec.parameters)}\n{' '.join(cmd)}")
+            return 0
+        load_task_config(a.task)  # a broken config is an error before anything starts
+        if a.checkpoint and not (Path(a.checkpoint).expanduser() / "config.json").is_file():
+            raise FileNotFoundError(f"--checkpoint {a.checkpoint}: no JALA policy checkpoint there (config.json "
+                                    "missing); python -m jala_policy.demo_checkpoint --out DIR makes a tiny one")
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError, UnknownParameterError, bad arguments
+        print(f"run_task: {exc}", file=sys.stderr)
+        return 2
+    signals = StopSignals().install()
     workdir = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix=f"jala_{a.task}_"))
-    if a.print_commands:
-        gargs.checkpoint = gargs.checkpoint or "<checkpoint>"
-        for spec, cmd, _ in GraphProcesses(build_graph(gargs), loopback_env(), workdir).commands():
-            print(f"# {spec.role}: {json.dumps(spec.parameters)}\n{' '.join(cmd)}")
-        return 0
-    domain = a.domain_id if a.domain_id is not None else random.randint(10, 99)
-    report = run_rollout(gargs, a.duration, domain, workdir, a.startup_timeout, estop_at_end=a.estop_at_end)
-    print(json.dumps(report, indent=1) if a.json else format_report(report))
+    try:
+        domain = a.domain_id if a.domain_id is not None else random.randint(10, 99)
+        report = run_rollout(gargs, a.duration, domain, workdir, a.startup_timeout, estop_at_end=a.estop_at_end,
+                             signals=signals)
+        print(json.dumps(report, indent=1) if a.json else format_report(report), flush=True)
+    finally:
+        if not a.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)  # our temp folder: params files, logs, demo checkpoint
+        signals.restore()
+    if report.get("interrupted"):
+        return 128 + int(getattr(signal, report["interrupted"]))
     if report["errors"]:
-        print(f"[run] node logs: {workdir}", file=sys.stderr)
+        if a.workdir:
+            print(f"[run] node logs: {workdir}", file=sys.stderr)
         return 1
-    if not a.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)  # our temp dir: params files, logs, demo checkpoint
     return 0
 
 

@@ -22,20 +22,9 @@ from hardware.interfaces import JointTrajectoryChunk, SafetyViolation
 from .conversions import joint_state_msg, trajectory_to_chunk
 from .core import ARM_JOINT_NAMES, ChunkError
 from .device_node import DeviceNode
-from .node_utils import ARM_STATE_TOPIC, CHUNK_TOPIC, HOLD_TOPIC, init_ros, now_s, spin_nodes
+from .node_utils import init_ros, now_s, spin_nodes, startup_errors
+from .parameters import ARM_DEFAULTS
 
-ARM_DEFAULTS = {
-    "chunk_topic": CHUNK_TOPIC,
-    "joint_state_topic": ARM_STATE_TOPIC,
-    "hold_topic": HOLD_TOPIC,
-    "joint_state_rate_hz": 200.0,
-    "diagnostics_rate_hz": 5.0,
-    "min_lead_s": 0.03,  # waypoints due sooner than this are dropped (no near-instant first segment)
-    "max_chunk_age_s": 1.0,  # a chunk whose observation is older than this is refused (stale)
-    # real device (hardware.franka); ignored in simulation
-    "robot_ip": "",
-    "driver_options": "",  # JSON object passed verbatim to the driver config
-}
 
 
 class ArmNode(DeviceNode):
@@ -45,8 +34,8 @@ class ArmNode(DeviceNode):
     waypoints_dropped = 0
 
     def __init__(self, arm=None, name: str = "arm", namespace: str = "/jala", overrides: dict | None = None,
-                 **node_kwargs):
-        super().__init__(arm, name, namespace, ARM_DEFAULTS, overrides, **node_kwargs)
+                 allowed_parameters: set[str] | None = None, **node_kwargs):
+        super().__init__(arm, name, namespace, ARM_DEFAULTS, overrides, allowed_parameters, **node_kwargs)
         if arm is not None:
             self.start(arm)
 
@@ -79,7 +68,7 @@ class ArmNode(DeviceNode):
     # ------------------------------------------------------------------------------------------ commands
     def _on_chunk(self, msg: JointTrajectory) -> None:
         with self._lock:
-            if self.held:
+            if self.check_stall() or self.held:
                 self.chunks_refused += 1
                 return
             now = now_s(self)
@@ -89,10 +78,10 @@ class ArmNode(DeviceNode):
             except ChunkError as exc:
                 self._refuse(f"refused chunk: {exc}")
                 return
-            if now - chunk.stamp > self.p["max_chunk_age_s"]:  # late, not malformed: skip it, keep going
+            why = self.chunk_refusal(chunk.stamp, now)
+            if why:  # late or from before a reset, not malformed: skip it, keep going
                 self.chunks_refused += 1
-                self.get_logger().warn(f"skipping a stale chunk: its observation is {now - chunk.stamp:.3f} s old "
-                                       f"(max_chunk_age_s {self.p['max_chunk_age_s']})")
+                self.get_logger().warn(f"skipping a chunk: {why}")
                 return
             rel, keep, dropped = chunk.upcoming(now, self.p["min_lead_s"])
             self.waypoints_dropped += dropped
@@ -117,9 +106,10 @@ def main(args=None) -> None:
     from .devices import make_real_arm
 
     init_ros(args)
-    node = ArmNode(name="arm")
-    arm = make_real_arm({"robot_ip": node.p["robot_ip"]}, node.p["driver_options"])
-    arm.connect()
+    with startup_errors("arm_node"):
+        node = ArmNode(name="arm")
+        arm = make_real_arm({"robot_ip": node.p["robot_ip"]}, node.p["driver_options"])
+        arm.connect()
     node.start(arm)
 
     def _shutdown():

@@ -22,30 +22,16 @@ from hardware.interfaces import DeviceTimeout
 from .conversions import IMAGE_PUB_QOS, camera_info_msg, image_msg
 from .core import RateMeter
 from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, WARN, MonotonicToRosTime, declare, diag_array, diag_status,
-                         init_ros, spin_nodes)
+                         init_ros, spin_nodes, startup_errors)
+from .parameters import CAMERA_DEFAULTS
 
-CAMERA_DEFAULTS = {
-    "camera_name": "camera",
-    "image_topic": "/camera/camera/color/image_raw",
-    "info_topic": "/camera/camera/color/camera_info",
-    "frame_id": "camera_color_optical_frame",
-    "read_timeout_s": 1.0,
-    "diagnostics_rate_hz": 2.0,
-    # real device (hardware.realsense); ignored in simulation
-    "serial": "",
-    "width": 960,  # an L515 colour profile
-    "height": 540,
-    "fps": 30,
-    "enable_depth": False,  # the policy uses colour only
-    "driver_options": "",  # JSON object passed verbatim to the driver config
-}
 
 
 class CameraNode(Node):
     def __init__(self, camera=None, name: str = "camera", namespace: str = "/jala", overrides: dict | None = None,
-                 **node_kwargs):
+                 allowed_parameters: set[str] | None = None, **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, CAMERA_DEFAULTS, overrides)
+        self.p = declare(self, CAMERA_DEFAULTS, overrides, allowed_parameters)
         self.camera = camera
         self.image_pub = self.create_publisher(Image, self.p["image_topic"], IMAGE_PUB_QOS)
         self.info_pub = self.create_publisher(CameraInfo, self.p["info_topic"], IMAGE_PUB_QOS)
@@ -116,11 +102,12 @@ def main(args=None) -> None:
     from .devices import make_real_camera
 
     init_ros(args)
-    node = CameraNode(name="camera")
-    p = node.p
-    camera = make_real_camera({k: p[k] for k in ("serial", "camera_name", "width", "height", "fps", "enable_depth")},
-                              p["driver_options"])
-    camera.connect()
+    with startup_errors("camera_node"):
+        node = CameraNode(name="camera")
+        p = node.p
+        camera = make_real_camera({k: p[k] for k in ("serial", "camera_name", "width", "height", "fps",
+                                                     "enable_depth")}, p["driver_options"])
+        camera.connect()
     node.start(camera)
     def _shutdown():
         node.destroy_node()  # stops the reader thread

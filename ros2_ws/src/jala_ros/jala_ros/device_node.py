@@ -8,6 +8,12 @@
   busy executor does not thin them out), stamped with the time the device measured them. A device that cannot
   be read is reported at ERROR without a hold command (one it could not deliver); the supervisor holds the rest
   of the robot on that ERROR.
+- A hold wins over anything queued: chunks are refused while held, and a chunk computed from an observation
+  taken before the last ``recover()`` is refused too (nothing queued before a reset runs after it).
+- Stall guard: a watch thread ticks every 10 ms; when the process's threads were stopped for longer than
+  ``stall_hold_s`` (SIGSTOP, a frozen host), the node holds the device at once on resume, and ``_on_chunk``
+  checks the same before executing anything, so a chunk or a hold queued during the stall cannot let the old
+  motion play out first.
 - Diagnostics (``DIAG_NAME``) periodically and at once on every hold: level, hold reason and stamp, chunk
   counters, ``states_published`` (joint-state messages sent, for the publish rate at the source).
 
@@ -37,9 +43,9 @@ class DeviceNode(Node):
     DIAG_NAME = "jala/device"
 
     def __init__(self, device, name: str, namespace: str, defaults: dict[str, Any],
-                 overrides: dict[str, Any] | None = None, **node_kwargs):
+                 overrides: dict[str, Any] | None = None, allowed_parameters: set[str] | None = None, **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, defaults, overrides)
+        self.p = declare(self, defaults, overrides, allowed_parameters)
         self.device = device
         self._lock = threading.RLock()
         self.held = False
@@ -49,6 +55,8 @@ class DeviceNode(Node):
         self.chunks_executed = 0
         self.chunks_refused = 0
         self.states_published = 0
+        self.recovered_at = 0.0  # ROS time of the last successful recover(): older chunks are refused
+        self._tick = time.monotonic()  # the stall guard's last tick
         self.state_pub = self.create_publisher(JointState, self.p["joint_state_topic"], STATE_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.create_subscription(JointTrajectory, self.p["chunk_topic"], self._on_chunk, CHUNK_QOS)
@@ -59,6 +67,8 @@ class DeviceNode(Node):
         self._stop = threading.Event()
         self._state_thread: threading.Thread | None = None
         self._ros_time = MonotonicToRosTime(self)
+        self._stall_thread = threading.Thread(target=self._stall_loop, name=f"{self.LABEL}-stall-guard", daemon=True)
+        self._stall_thread.start()
 
     # ------------------------------------------------------------------------------ subclass hooks
     def _on_chunk(self, msg: JointTrajectory) -> None:
@@ -116,6 +126,23 @@ class DeviceNode(Node):
             elif delay > 0:
                 time.sleep(delay)
 
+    # ------------------------------------------------------------------------------ the stall guard
+    def _stall_loop(self, period: float = 0.01) -> None:
+        while not self._stop.wait(period):
+            self.check_stall()
+
+    def check_stall(self) -> bool:
+        """Hold when the node's threads were stopped for longer than ``stall_hold_s`` since the last check;
+        True when it held. Called by the watch thread and before a chunk is executed."""
+        now = time.monotonic()
+        with self._lock:
+            gap, self._tick = now - self._tick, now
+        if gap > self.p["stall_hold_s"] and self.device is not None:
+            self._fault(f"{self.LABEL} node stalled for {gap:.2f} s (process stopped or starved): holding before "
+                        "anything queued runs")
+            return True
+        return False
+
     # ------------------------------------------------------------------------------ the hold latch
     def _on_hold_cmd(self, msg: Bool) -> None:
         if msg.data:
@@ -160,6 +187,7 @@ class DeviceNode(Node):
                 return False, f"recover failed: {exc}"
             if problem:
                 return False, problem
+            self.recovered_at = now_s(self)
             self.held = False
             self.fault = ""
             self.hold_reason = ""
@@ -184,6 +212,17 @@ class DeviceNode(Node):
             self.DIAG_NAME, level, msg, self._hardware_id(), held=self.held, hold_reason=self.hold_reason,
             hold_stamp=f"{self.hold_stamp:.6f}", chunks_executed=self.chunks_executed,
             chunks_refused=self.chunks_refused, states_published=self.states_published, **self._diag_values())))
+
+    def chunk_refusal(self, stamp: float, now: float) -> str:
+        """Why a chunk computed from the observation at ``stamp`` must not run now ('' = it may): held, the
+        node stalled, computed before the last recover, or older than ``max_chunk_age_s``."""
+        if self.check_stall() or self.held:
+            return f"held ({self.hold_reason})"
+        if stamp < self.recovered_at:
+            return "computed before the last recover"
+        if now - stamp > self.p["max_chunk_age_s"]:
+            return f"stale: its observation is {now - stamp:.3f} s old (max_chunk_age_s {self.p['max_chunk_age_s']})"
+        return ""
 
     def destroy_node(self):
         self.hold_listener.close()

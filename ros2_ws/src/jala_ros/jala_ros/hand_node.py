@@ -19,22 +19,9 @@ from hardware.interfaces import HAND_RANGE
 from .conversions import joint_state_msg, trajectory_to_chunk
 from .core import HAND_JOINT_NAMES, ChunkError, HandPlayer
 from .device_node import DeviceNode
-from .node_utils import CHUNK_TOPIC, HAND_STATE_TOPIC, HOLD_TOPIC, init_ros, now_s, spin_nodes
+from .node_utils import init_ros, now_s, spin_nodes, startup_errors
+from .parameters import HAND_DEFAULTS
 
-HAND_DEFAULTS = {
-    "chunk_topic": CHUNK_TOPIC,
-    "joint_state_topic": HAND_STATE_TOPIC,
-    "hold_topic": HOLD_TOPIC,
-    "joint_state_rate_hz": 100.0,
-    "diagnostics_rate_hz": 5.0,
-    "max_chunk_age_s": 1.0,
-    # real device (hardware.inspire); ignored in simulation
-    "transport": "tcp",  # tcp | rtu
-    "hand_host": "127.0.0.1",
-    "hand_port": 6000,
-    "serial_port": "/dev/ttyUSB0",
-    "driver_options": "",  # JSON object passed verbatim to InspireHandConfig
-}
 
 
 class HandNode(DeviceNode):
@@ -43,8 +30,8 @@ class HandNode(DeviceNode):
     player: HandPlayer | None = None  # set by start(); a class default, as the hold listener may call in first
 
     def __init__(self, hand=None, name: str = "hand", namespace: str = "/jala", overrides: dict | None = None,
-                 **node_kwargs):
-        super().__init__(hand, name, namespace, HAND_DEFAULTS, overrides, **node_kwargs)
+                 allowed_parameters: set[str] | None = None, **node_kwargs):
+        super().__init__(hand, name, namespace, HAND_DEFAULTS, overrides, allowed_parameters, **node_kwargs)
         if hand is not None:
             self.start(hand)
 
@@ -81,7 +68,7 @@ class HandNode(DeviceNode):
     # ------------------------------------------------------------------------------------------ commands
     def _on_chunk(self, msg: JointTrajectory) -> None:
         with self._lock:
-            if self.held or self.player is None:
+            if self.check_stall() or self.held or self.player is None:
                 self.chunks_refused += 1
                 return
             now = now_s(self)
@@ -95,8 +82,10 @@ class HandNode(DeviceNode):
             except ChunkError as exc:
                 self._refuse(f"refused chunk: {exc}")
                 return
-            if now - chunk.stamp > self.p["max_chunk_age_s"]:  # late, not malformed: skip it
+            why = self.chunk_refusal(chunk.stamp, now)
+            if why:  # late or from before a reset: skip it
                 self.chunks_refused += 1
+                self.get_logger().warn(f"skipping a chunk: {why}")
                 return
             rel, keep, _ = chunk.upcoming(now)
             if keep.size == 0:
@@ -116,11 +105,12 @@ def main(args=None) -> None:
     from .devices import make_real_hand
 
     init_ros(args)
-    node = HandNode(name="hand")
-    p = node.p
-    hand = make_real_hand({k: p[k] for k in ("transport", "hand_host", "hand_port", "serial_port")},
-                          p["driver_options"])
-    hand.connect()
+    with startup_errors("hand_node"):
+        node = HandNode(name="hand")
+        p = node.p
+        hand = make_real_hand({k: p[k] for k in ("transport", "hand_host", "hand_port", "serial_port")},
+                              p["driver_options"])
+        hand.connect()
     node.start(hand)
 
     def _shutdown():

@@ -1,7 +1,10 @@
 """Small rclpy helpers shared by the nodes."""
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -11,21 +14,24 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-DIAGNOSTICS_TOPIC = "/diagnostics"
-HOLD_TOPIC = "/jala/hold"
-STATUS_TOPIC = "/jala/status"
-CHUNK_TOPIC = "/jala/action_chunk"
-ARM_STATE_TOPIC = "/jala/arm/joint_states"
-HAND_STATE_TOPIC = "/jala/hand/joint_states"
-POLICY_RUNNING_TOPIC = "/jala/policy/running"
+from .parameters import (ARM_STATE_TOPIC, CHUNK_TOPIC, DIAGNOSTICS_TOPIC, HAND_STATE_TOPIC,  # noqa: F401
+                         HOLD_REQUEST_TOPIC, HOLD_TOPIC, POLICY_RUNNING_TOPIC, STATUS_TOPIC, check_known)
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs levels (the message constants are bytes)
 
 
-def declare(node: Node, defaults: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def declare(node: Node, defaults: dict[str, Any], overrides: dict[str, Any] | None = None,
+            allowed: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
     """Declare every parameter of ``defaults`` (overrides win over defaults; launch/params files win over both)
-    and return the effective values."""
+    and return the effective values.
+
+    ``allowed``: the parameter names the whole process accepts (default: ``defaults``' names); a launch/params
+    file or ``-p`` override outside them raises UnknownParameterError naming it. ``set()`` skips the check (a
+    node sharing its process's params file with others, checked by the process's owner node)."""
     overrides = overrides or {}
+    given = getattr(node, "_parameter_overrides", {})  # rclpy: the overrides from the command line / params files
+    if allowed is None or allowed:
+        check_known(given, set(defaults) if allowed is None else allowed, f"node {node.get_fully_qualified_name()}")
     out = {}
     for name, default in defaults.items():
         value = overrides.get(name, default)
@@ -91,18 +97,65 @@ def values_of(status: DiagnosticStatus) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
-def init_ros(args=None) -> None:
+def init_ros(args=None, exit_with_parent: bool = True) -> None:
     """rclpy.init without rclpy's signal handlers: SIGINT/SIGTERM raise KeyboardInterrupt in the main thread, so
-    the node threads and devices are stopped (arm/hand hold) BEFORE the ROS context goes away."""
+    the node threads and devices are stopped (arm/hand hold) BEFORE the ROS context goes away.
+
+    ``exit_with_parent``: a process whose parent (the runner, ``ros2 launch``) dies, even by SIGKILL, sends
+    itself SIGTERM and so shuts down the same way (never an orphan that keeps publishing). Also prints the
+    network exposure warning of ``dds_security`` when DDS leaves this machine without DDS Security."""
     from rclpy.signals import SignalHandlerOptions
+
+    from .dds_security import exposure_warning
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
 
     def _interrupt(*_):
+        # one orderly shutdown: a second signal (Ctrl-C twice, PR_SET_PDEATHSIG plus the parent watch) must not
+        # abort the cleanup half-way (devices not held, DDS shared memory left behind); SIGKILL still works
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    if exit_with_parent:
+        watch_parent()
+    warning = exposure_warning()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
+def watch_parent(period: float = 0.1) -> None:
+    """SIGTERM to this process once its parent is gone (re-parented to init or a subreaper)."""
+    parent = os.getppid()
+    if parent <= 1:
+        return
+
+    def _watch():
+        while os.getppid() == parent:
+            time.sleep(period)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=_watch, name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def startup_errors(label: str):
+    """Around a node process's start-up: an expected error (bad or unknown parameters, a missing or broken
+    checkpoint, a device that cannot be opened) ends the process with ONE line on stderr and exit code 2,
+    not a traceback."""
+    from hardware.interfaces import DeviceError
+
+    try:
+        yield
+    except (ValueError, OSError, DeviceError) as exc:  # ConfigError, UnknownParameterError, FileNotFoundError, ...
+        print(f"{label}: cannot start: {exc}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        rclpy.try_shutdown()
+        raise SystemExit(130) from None
 
 
 def make_executor(context=None) -> SingleThreadedExecutor:

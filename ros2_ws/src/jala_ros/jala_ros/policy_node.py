@@ -10,7 +10,10 @@
   stamp_k + action_dt * execute_steps - (measured inference latency), so k+1 lands about when ``execute_steps``
   actions of chunk k have been executed, and the arm switches to it without pausing.
 - ``~/start`` / ``~/stop`` (std_srvs/Trigger) start and stop inference; ``/jala/policy/running`` (Bool, latched)
-  tells the supervisor. A hold (``/jala/hold`` True) stops the policy.
+  tells the supervisor. A hold (``/jala/hold`` True, on a side node so it never waits behind other callbacks)
+  stops the policy, and ``~/start`` is refused while the hold lasts (the reply names the hold's reason from
+  ``/jala/status``): clearing the hold (supervisor ``~/reset``) never resumes motion by itself, only an explicit
+  ``~/start`` after it does.
 - The model is loaded before the services are offered: ``~/start`` appearing means the node is ready.
 """
 from __future__ import annotations
@@ -29,25 +32,10 @@ from trajectory_msgs.msg import JointTrajectory
 from .conversions import (CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, chunk_to_trajectory, from_time_msg,
                           image_to_array, joint_positions)
 from .core import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES, next_inference_time, percentiles
-from .node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, DIAGNOSTICS_TOPIC, HAND_STATE_TOPIC, HOLD_TOPIC, OK,
-                         POLICY_RUNNING_TOPIC, WARN, declare, diag_array, diag_status, init_ros, now_s, spin_nodes)
+from .node_utils import (DIAGNOSTICS_TOPIC, OK, POLICY_RUNNING_TOPIC, WARN, HoldListener, declare, diag_array,
+                         diag_status, init_ros, now_s, spin_nodes, startup_errors)
+from .parameters import POLICY_DEFAULTS
 
-POLICY_DEFAULTS = {
-    "checkpoint": "",
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "instruction": "water the plant",
-    "instruction_topic": "/jala/instruction",
-    "image_topics": ["/camera/camera/color/image_raw"],
-    "arm_state_topic": ARM_STATE_TOPIC,
-    "hand_state_topic": HAND_STATE_TOPIC,
-    "chunk_topic": CHUNK_TOPIC,
-    "hold_topic": HOLD_TOPIC,
-    "execute_steps": 8,  # actions of a chunk executed before its successor takes over
-    "max_obs_age_s": 0.5,  # frames/joint states older than this are not used
-    "autostart": False,
-    "seed": -1,  # >= 0: reproducible sampling (seed + chunk index)
-    "diagnostics_rate_hz": 2.0,
-}
 
 
 def _resolve_device(name: str) -> str:
@@ -71,17 +59,20 @@ class PolicyNode(Node):
         if not 1 <= self.p["execute_steps"] <= self.horizon:
             raise ValueError(f"execute_steps must be 1..{self.horizon}, got {self.p['execute_steps']}")
         topics = list(self.p["image_topics"])
-        if len(topics) != policy.config.num_views:
-            raise ValueError(f"the policy takes {policy.config.num_views} view(s) but {len(topics)} image topic(s) "
-                             f"are configured: {topics}")
+        from jala_policy import check_camera_views  # one check and message with hardware.sim.evaluate
+
+        check_camera_views(policy.config.num_views, topics)
         self.instruction = self.p["instruction"]
         self._images: list[Image | None] = [None] * len(topics)
         self._arm_state: JointState | None = None
         self._hand_state: JointState | None = None
         self._state_t = [0.0, 0.0]
         self._lock = threading.Lock()
+        self._run_lock = threading.RLock()  # running / held and publishing a chunk
         self._wake = threading.Event()
         self.running = False
+        self.held = False
+        self.hold_reason = ""
         self.chunks_published = 0
         self.errors = 0
         self.last_error = ""
@@ -95,7 +86,8 @@ class PolicyNode(Node):
         self.create_subscription(JointState, self.p["arm_state_topic"], self._on_arm, STATE_QOS)
         self.create_subscription(JointState, self.p["hand_state_topic"], self._on_hand, STATE_QOS)
         self.create_subscription(String, self.p["instruction_topic"], self._on_instruction, LATCHED_QOS)
-        self.create_subscription(Bool, self.p["hold_topic"], self._on_hold, LATCHED_QOS)
+        self.create_subscription(String, self.p["status_topic"], self._on_status, LATCHED_QOS)
+        self.hold_listener = HoldListener(self, self.p["hold_topic"], self._on_hold)
         self.chunk_pub = self.create_publisher(JointTrajectory, self.p["chunk_topic"], CHUNK_QOS)
         self.running_pub = self.create_publisher(Bool, POLICY_RUNNING_TOPIC, LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -103,7 +95,13 @@ class PolicyNode(Node):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="policy-inference", daemon=True)
         self._thread.start()
-        self._set_running(bool(self.p["autostart"]), "autostart" if self.p["autostart"] else "")
+        self._stall_tick = time.monotonic()
+        self._stall_thread = threading.Thread(target=self._stall_loop, name="policy-stall-guard", daemon=True)
+        self._stall_thread.start()
+        if self.p["autostart"]:
+            self.start("autostart")
+        else:
+            self._set_running(False, "")
         # Offered last: their presence means the model is loaded and the node is ready.
         self.create_service(Trigger, "~/start", self._srv_start)
         self.create_service(Trigger, "~/stop", self._srv_stop)
@@ -151,21 +149,54 @@ class PolicyNode(Node):
             self.get_logger().info(f"instruction: {msg.data!r}")
 
     def _on_hold(self, msg: Bool) -> None:
-        if msg.data and self.running:
-            self._set_running(False, "hold")
+        with self._run_lock:
+            self.held = bool(msg.data)
+            if self.held and self.running:
+                self._set_running(False, "hold")
+
+    def _stall_loop(self, period: float = 0.02) -> None:
+        while not self._stop.wait(period):
+            self.check_stall()
+
+    def check_stall(self) -> bool:
+        """Stop the policy when this process's threads were stopped for longer than ``stall_stop_s`` (checked by
+        a 20 ms watch thread and before each chunk is published): on resume, the hold that came meanwhile may
+        already be overwritten by a reset, so the policy never carries on by itself. True when it stopped."""
+        now = time.monotonic()
+        with self._run_lock:
+            gap, self._stall_tick = now - self._stall_tick, now
+            if gap > self.p["stall_stop_s"] and self.running:
+                self._set_running(False, f"the policy process stalled for {gap:.2f} s")
+                return True
+        return False
+
+    def _on_status(self, msg: String) -> None:
+        if msg.data.startswith("HOLD: "):
+            self.hold_reason = msg.data[len("HOLD: "):]
 
     def _set_running(self, running: bool, why: str) -> None:
-        self.running = running
-        if running:
-            self._next_time = 0.0  # start with a fresh chunk at once
-            self._wake.set()
-        self.running_pub.publish(Bool(data=running))
+        with self._run_lock:
+            self.running = running
+            if running:
+                self._next_time = 0.0  # start with a fresh chunk at once
+                self._wake.set()
+            self.running_pub.publish(Bool(data=running))
         if why:
             self.get_logger().info(f"{'running' if running else 'stopped'} ({why})")
 
+    def start(self, why: str = "start service") -> tuple[bool, str]:
+        """Start inference unless the robot is held (then: refused, with the hold's reason)."""
+        with self._run_lock:
+            if self.held:
+                reason = self.hold_reason or "hold active"
+                self.get_logger().warn(f"start refused: holding ({reason})")
+                return False, (f"refused: the robot is held ({reason}); clear it with /jala/supervisor/reset, "
+                               "then start again")
+            self._set_running(True, why)
+        return True, "running"
+
     def _srv_start(self, _req, resp):
-        self._set_running(True, "start service")
-        resp.success, resp.message = True, "running"
+        resp.success, resp.message = self.start()
         return resp
 
     def _srv_stop(self, _req, resp):
@@ -232,9 +263,11 @@ class PolicyNode(Node):
                 time.sleep(0.1)
                 continue
             infer = time.perf_counter() - t0
-            if not self.running:  # stopped or held while computing: drop the chunk
-                continue
-            self.chunk_pub.publish(chunk_to_trajectory(chunk.actions, chunk.timestamps, stamp, CHUNK_JOINT_NAMES))
+            with self._run_lock:
+                if self.check_stall() or not self.running:  # stopped, held or stalled meanwhile: drop the chunk
+                    continue
+                self.chunk_pub.publish(chunk_to_trajectory(chunk.actions, chunk.timestamps, stamp,
+                                                           CHUNK_JOINT_NAMES))
             published = now_s(self)
             idx += 1
             self.chunks_published += 1
@@ -255,21 +288,24 @@ class PolicyNode(Node):
         level = WARN if self.last_error else OK
         msg = self.last_error or ("running" if self.running else "stopped")
         self.diag_pub.publish(diag_array(self, diag_status(
-            "jala/policy", level, msg, str(self.policy.device), running=self.running,
+            "jala/policy", level, msg, str(self.policy.device), running=self.running, held=self.held,
             chunks_published=self.chunks_published, errors=self.errors,
             latency_p50_ms=f"{lat['p50'] * 1e3:.1f}", latency_p99_ms=f"{lat['p99'] * 1e3:.1f}",
             inference_p50_ms=f"{inf['p50']:.1f}", inference_p99_ms=f"{inf['p99']:.1f}")))
 
     def destroy_node(self):
+        self.hold_listener.close()
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5.0)
+        self._stall_thread.join(timeout=1.0)
         return super().destroy_node()
 
 
 def main(args=None) -> None:
     init_ros(args)
-    node = PolicyNode(name="policy")
+    with startup_errors("policy_node"):
+        node = PolicyNode(name="policy")
     spin_nodes([node])
 
 

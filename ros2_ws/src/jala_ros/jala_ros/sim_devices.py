@@ -23,29 +23,9 @@ from .camera_node import CameraNode
 from .conversions import LATCHED_QOS
 from .devices import make_sim_world, pick_sim_cameras
 from .hand_node import HandNode
-from .node_utils import init_ros, declare, spin_nodes
+from .node_utils import declare, init_ros, spin_nodes, startup_errors
+from .parameters import SIM_DEFAULTS
 
-SIM_DEFAULTS = {
-    "task": "water_plant",
-    "variant": "seen",
-    "seed": 0,
-    "render_width": 320,
-    "render_height": 240,
-    "camera_fps": 30.0,
-    "world_options": "",
-    "camera_names": ["camera"],
-    "sim_cameras": [""],
-    "image_topics": ["/camera/camera/color/image_raw"],
-    "info_topics": ["/camera/camera/color/camera_info"],
-    # passed to the arm / hand nodes without the prefix (see ARM_DEFAULTS / HAND_DEFAULTS)
-    "arm_joint_state_rate_hz": 200.0,
-    "arm_diagnostics_rate_hz": 5.0,
-    "arm_min_lead_s": 0.03,
-    "arm_max_chunk_age_s": 1.0,
-    "hand_joint_state_rate_hz": 125.0,
-    "hand_diagnostics_rate_hz": 5.0,
-    "hand_max_chunk_age_s": 1.0,
-}
 
 
 def completion_dict(c) -> dict:
@@ -110,9 +90,12 @@ def build_sim_nodes(overrides: dict | None = None, world=None, namespace: str = 
     for name, cam, img, info in zip(p["camera_names"], sim.sim_cameras, p["image_topics"], p["info_topics"]):
         cams.append(CameraNode(w.cameras[cam], name=f"camera_{name}", namespace=namespace,
                                overrides={"camera_name": name, "image_topic": img, "info_topic": info,
-                                          "frame_id": f"{name}_color_optical_frame"}))
-    arm = ArmNode(w.arm, namespace=namespace, overrides={k[4:]: v for k, v in p.items() if k.startswith("arm_")})
-    hand = HandNode(w.hand, namespace=namespace, overrides={k[5:]: v for k, v in p.items() if k.startswith("hand_")})
+                                          "frame_id": f"{name}_color_optical_frame"}, allowed_parameters=set()))
+    # the process's params file (checked by the sim node against SIM_DEFAULTS) reaches these nodes too
+    arm = ArmNode(w.arm, namespace=namespace, overrides={k[4:]: v for k, v in p.items() if k.startswith("arm_")},
+                  allowed_parameters=set())
+    hand = HandNode(w.hand, namespace=namespace, overrides={k[5:]: v for k, v in p.items() if k.startswith("hand_")},
+                    allowed_parameters=set())
     return sim, cams, arm, hand
 
 
@@ -126,7 +109,8 @@ def shutdown_world(world) -> None:
 
 def main(args=None) -> None:
     init_ros(args)
-    sim, cams, arm, hand = build_sim_nodes()
+    with startup_errors("sim_devices"):
+        sim, cams, arm, hand = build_sim_nodes()
     world = sim.world
 
     def _shutdown():

@@ -7,7 +7,8 @@ Faults and what is watched
   (cameras and joint states are watched while the policy runs, or always with watch_sensors_when_idle)
 - device fault: an ERROR (or STALE) status on ``/diagnostics`` whose name starts with one of
   ``fault_diagnostics_prefixes`` (the arm, hand and camera nodes report there);
-- ``~/estop`` service.
+- ``~/estop`` service; a reason on ``/jala/hold_request`` (std_msgs/String: the runner asks for a hold with
+  why, e.g. on SIGTERM or when a node process died).
 On the first fault it publishes ``/jala/hold`` = True (latched std_msgs/Bool; the arm and hand nodes hold and
 refuse chunks, the policy stops), the reason on ``/jala/status`` (std_msgs/String) and a ``jala/supervisor``
 ERROR status on ``/diagnostics`` whose ``detected_at`` value is the ROS time of detection.
@@ -27,27 +28,10 @@ from trajectory_msgs.msg import JointTrajectory
 
 from .conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
 from .core import Fault, Watchdog
-from .node_utils import (ARM_STATE_TOPIC, CHUNK_TOPIC, DIAGNOSTICS_TOPIC, ERROR, HAND_STATE_TOPIC, HOLD_TOPIC, OK,
-                         POLICY_RUNNING_TOPIC, STATUS_TOPIC, SideNode, call_trigger, declare, diag_array, diag_status,
-                         init_ros, level_of, now_s, spin_nodes)
+from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, POLICY_RUNNING_TOPIC, SideNode, call_trigger, declare,
+                         diag_array, diag_status, init_ros, level_of, now_s, spin_nodes, startup_errors)
+from .parameters import SUPERVISOR_DEFAULTS
 
-SUPERVISOR_DEFAULTS = {
-    "camera_info_topics": ["/camera/camera/color/camera_info"],
-    "camera_timeout_ms": 250.0,
-    "chunk_topic": CHUNK_TOPIC,
-    "policy_timeout_ms": 2000.0,
-    "joint_state_topics": [ARM_STATE_TOPIC, HAND_STATE_TOPIC],
-    "joint_state_timeout_ms": 250.0,
-    "startup_grace_s": 30.0,  # inputs never seen yet fault only after this long
-    "check_rate_hz": 100.0,
-    # False: camera / joint-state staleness is checked only while the policy runs (nothing moves otherwise, and
-    # start-up load does not trip it). Device faults and estop act always.
-    "watch_sensors_when_idle": False,
-    "fault_diagnostics_prefixes": ["jala/arm", "jala/hand", "jala/camera"],
-    "hold_topic": HOLD_TOPIC,
-    "status_topic": STATUS_TOPIC,
-    "recover_services": ["/jala/arm/recover", "/jala/hand/recover"],
-}
 
 
 class SupervisorNode(Node):
@@ -62,7 +46,7 @@ class SupervisorNode(Node):
         self.hold_reason = ""
         self.detected_at = 0.0
         self.holds = 0
-        self.faults: list[Fault] = []
+        self.last_fault: Fault | None = None  # the stale input that caused the current hold
         self.device_faults: dict[str, str] = {}
         self.policy_running = False
         self._reset_at = 0.0
@@ -83,6 +67,8 @@ class SupervisorNode(Node):
                                  CHUNK_QOS)
         self.create_subscription(Bool, POLICY_RUNNING_TOPIC, self._on_running, LATCHED_QOS)
         self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
+        self.create_subscription(String, self.p["hold_request_topic"],
+                                 lambda m: self.trigger_hold(m.data or "hold requested"), 10)
         self.hold_pub = self.create_publisher(Bool, self.p["hold_topic"], LATCHED_QOS)
         self.status_pub = self.create_publisher(String, self.p["status_topic"], LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
@@ -121,7 +107,8 @@ class SupervisorNode(Node):
     # ------------------------------------------------------------------------------------------------ checks
     def _check(self) -> None:
         faults = self.watchdog.check()
-        if faults:
+        if faults and not self.holding:
+            self.last_fault = faults[0]
             self.trigger_hold(faults[0].reason)
 
     def trigger_hold(self, reason: str) -> None:
@@ -184,7 +171,8 @@ class SupervisorNode(Node):
 
 def main(args=None) -> None:
     init_ros(args)
-    node = SupervisorNode(name="supervisor")
+    with startup_errors("supervisor_node"):
+        node = SupervisorNode(name="supervisor")
     spin_nodes([node])
 
 

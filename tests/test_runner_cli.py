@@ -1,0 +1,131 @@
+"""Expected errors of the runner, the node processes and the task configuration are one clear line for the
+user (exit code 2), never a traceback; the runner leaves no work folder behind."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from tests.helpers import ROOT, use_ros_packages  # noqa: E402
+
+use_ros_packages()
+
+from jala_bringup import graph  # noqa: E402
+from jala_bringup.ros_env import loopback_env  # noqa: E402
+from jala_bringup.run import python_path  # noqa: E402
+
+RUN = [sys.executable, str(ROOT / "launch" / "run_task.py")]
+
+
+def _one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
+    err = r.stderr.strip()
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr, r.stderr
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("usage:")]
+    assert len(lines) == 1, err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def _jala_tmp_dirs() -> set[str]:
+    return {p.name for p in Path("/tmp").glob("jala_*")}
+
+
+@pytest.mark.parametrize("value", ["300", "-1", "abc"])
+def test_domain_id_out_of_range_is_one_line(value):
+    r = subprocess.run([*RUN, "water_plant", "--domain-id", value], capture_output=True, text=True, timeout=60)
+    _one_line_error(r, "--domain-id", value)
+
+
+def test_missing_checkpoint_is_one_line_and_nothing_starts(tmp_path):
+    before = _jala_tmp_dirs()
+    r = subprocess.run([*RUN, "water_plant", "--checkpoint", str(tmp_path / "nope")], capture_output=True, text=True,
+                       timeout=60)
+    _one_line_error(r, str(tmp_path / "nope"), "checkpoint")
+    assert _jala_tmp_dirs() == before
+
+
+def test_print_commands_leaves_no_work_folder():
+    before = _jala_tmp_dirs()
+    r = subprocess.run([*RUN, "water_plant", "--print-commands"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "jala_ros.policy_node" in r.stdout, r.stderr
+    assert _jala_tmp_dirs() == before
+
+
+def _copy_config(tmp_path: Path, monkeypatch) -> Path:
+    d = tmp_path / "config"
+    shutil.copytree(graph.config_dir(), d)
+    monkeypatch.setattr(graph, "config_dir", lambda: d)
+    return d
+
+
+@pytest.mark.parametrize("section, key", [("supervisor", "camera_timout_ms"), ("arm", "max_chunk_agee_s"),
+                                          ("sim", "render_widht")])
+def test_a_typo_in_the_task_config_is_an_error_naming_the_key(tmp_path, monkeypatch, section, key):
+    import yaml
+
+    d = _copy_config(tmp_path, monkeypatch)
+    cfg = yaml.safe_load((d / "common.yaml").read_text())
+    cfg[section][key] = 1.0
+    (d / "common.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(graph.ConfigError) as info:
+        graph.build_graph(graph.GraphArgs(task="water_plant"))
+    msg = str(info.value)
+    assert key in msg and "common.yaml" in msg and "allowed" in msg, msg
+
+
+def test_the_shipped_configs_are_valid():
+    for task in graph.TASKS:
+        assert graph.build_graph(graph.GraphArgs(task=task))
+
+
+def _node(module: str, *ros_args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    env = loopback_env(99)
+    env["PYTHONPATH"] = python_path(env)
+    return subprocess.run([sys.executable, "-m", module, "--ros-args", *ros_args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_an_unknown_node_parameter_stops_the_node_with_one_line():
+    r = _node("jala_ros.supervisor_node", "-p", "camera_timout_ms:=100.0")
+    line = _one_line_error(r, "camera_timout_ms", "camera_timeout_ms")
+    assert "did you mean" in line
+
+
+def test_an_unknown_key_in_a_params_file_stops_the_sim_devices_process(tmp_path):
+    import yaml
+
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"arm_stall_hold": 1.0}}}))
+    r = _node("jala_ros.sim_devices", "--params-file", str(pfile))
+    _one_line_error(r, "arm_stall_hold", "arm_stall_hold_s")
+
+
+def test_a_corrupted_checkpoint_stops_the_policy_node_with_one_line(tmp_path):
+    from jala_bringup.run import ensure_checkpoint
+
+    ckpt = Path(ensure_checkpoint(None, 1, tmp_path, loopback_env(99)))
+    text = (ckpt / "config.json").read_text()
+    (ckpt / "config.json").write_text(text[:40])
+    r = _node("jala_ros.policy_node", "-p", f"checkpoint:={ckpt}", "-p", "device:=cpu")
+    _one_line_error(r, str(ckpt / "config.json"), "line")
+
+
+def test_the_shipped_params_reach_every_node_unchanged():
+    """graph parameters are exactly names the nodes declare (ROS parameter names = the nodes' own)."""
+    from jala_ros.parameters import PROCESS_PARAMETERS
+
+    for task in graph.TASKS:
+        for sim in (True, False):
+            args = graph.GraphArgs(task=task, sim=sim, robot_ip="" if sim else "172.16.0.2")
+            for spec in graph.build_graph(args):
+                unknown = set(spec.parameters) - PROCESS_PARAMETERS[spec.executable]
+                assert not unknown, (task, spec.role, unknown)
+                json.dumps(spec.parameters)

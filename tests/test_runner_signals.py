@@ -1,0 +1,178 @@
+"""Fault suite, part 3: the project runner (``launch/run_task.py``) under SIGTERM, SIGINT and SIGKILL, observed
+over DDS from this process. SIGTERM / SIGINT: the robot is held first (the report names the signal as the hold's
+reason), the arm then stands still, the report so far is printed, the runner exits within a few seconds with
+128 + the signal's number, and no node process or shared-memory segment is left. SIGKILL: every node process
+dies with the runner and removes its own shared memory."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.safety
+
+pytest.importorskip("rclpy")
+pytest.importorskip("hardware.sim.world")
+
+from tests.helpers import ROOT, use_ros_packages  # noqa: E402
+
+use_ros_packages()
+
+from jala_bringup.ros_env import apply_loopback_env, loopback_env, open_file_targets  # noqa: E402
+from jala_bringup.run import ensure_checkpoint  # noqa: E402
+from jala_bringup.shm_cleanup import stale_fastdds_segments  # noqa: E402
+
+DOMAIN = 61
+EXIT_BUDGET_S = 8.0  # signal -> runner exited (hold, report, node processes stopped), on a loaded 2-core box
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant process of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for p in pids:
+        try:
+            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(p)
+    return alive
+
+
+@pytest.fixture(scope="module")
+def observer(tmp_path_factory):
+    import rclpy
+    from sensor_msgs.msg import JointState
+
+    from jala_ros.conversions import STATE_QOS
+    from jala_ros.node_utils import BackgroundSpin
+
+    ckpt = ensure_checkpoint(None, 1, tmp_path_factory.mktemp("runner_signals"), loopback_env(DOMAIN), sim=True)
+    apply_loopback_env(DOMAIN)
+    rclpy.init(domain_id=DOMAIN)
+    node = rclpy.create_node("runner_signal_observer")
+    arm: list[tuple[float, np.ndarray]] = []
+    node.create_subscription(JointState, "/jala/arm/joint_states",
+                             lambda m: arm.append((time.monotonic(), np.array(m.velocity))), STATE_QOS)
+    spin = BackgroundSpin([node])
+    try:
+        yield ckpt, arm
+    finally:
+        spin.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _start_runner(ckpt: str) -> tuple[subprocess.Popen, list[str]]:
+    env = loopback_env(DOMAIN)
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch" / "run_task.py"), "water_plant", "--sim",
+                             "--duration", "120", "--domain-id", str(DOMAIN), "--checkpoint", ckpt],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    lines: list[str] = []
+    end = time.monotonic() + 150
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "starting the policy" in line:
+            time.sleep(3.0)  # the rollout is under way: chunks are being executed
+            return proc, lines
+    proc.kill()
+    raise AssertionError("the runner did not start its rollout:\n" + "".join(lines))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_runner_holds_reports_and_exits_on(sig, observer):
+    ckpt, arm = observer
+    before = set(stale_fastdds_segments())
+    proc, lines = _start_runner(ckpt)
+    children = _children(proc.pid)
+    assert len(children) >= 3, f"node processes of the runner: {children}"
+    t_sig = time.monotonic()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    took = time.monotonic() - t_sig
+    text = "".join(lines) + out
+    assert took < EXIT_BUDGET_S, f"the runner took {took:.1f} s to exit after {sig.name}:\n{text}"
+    assert proc.returncode == 128 + sig.value, text
+    assert f"HOLD: runner received {sig.name}" in text  # the hold came first, with its reason
+    assert f"interrupted by {sig.name}" in text and "camera-frame-to-chunk latency" in text  # the report so far
+    assert "devices held: arm" in text and "hand" in text.split("devices held:")[1]
+    assert "Traceback" not in text and "RCLError" not in text, text
+    # the arm stood still after the hold (states from 0.5 s after the hold request until the world stopped)
+    hold_line_t = t_sig
+    still = [np.abs(v).max() for t, v in arm if hold_line_t + 0.7 < t < t_sig + took]
+    assert still, "no arm joint states after the hold"
+    assert max(still) < 0.01, f"arm moving at {max(still):.4f} rad/s after the hold"
+    time.sleep(0.5)
+    assert not _alive(children), f"node processes left behind: {_alive(children)}"
+    assert set(stale_fastdds_segments()) <= before, "shared-memory segments left behind"
+
+
+def test_runner_sigkill_takes_its_node_processes_with_it(observer):
+    ckpt, _ = observer
+    before = set(stale_fastdds_segments())
+    proc, _ = _start_runner(ckpt)
+    children = _children(proc.pid)
+    assert len(children) >= 3
+    # the runner's own participant (its monitor node) cannot clean up after SIGKILL: the next runner removes it
+    own = {t.removesuffix("_el") for t in open_file_targets(proc.pid) if t.startswith("/dev/shm/fastrtps_")}
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    end = time.monotonic() + 10.0
+    while _alive(children) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not _alive(children), f"orphaned node processes: {_alive(children)}"
+    # they shut down (SIGTERM from the kernel), so they removed their own shared memory
+    leftover = {f.removesuffix("_el") for f in set(stale_fastdds_segments()) - before
+                if not os.path.basename(f).startswith(("fastrtps_port", "sem."))}
+    assert own and leftover <= own, f"segments of the node processes left behind: {leftover - own}"
+
+
+def test_a_node_process_dying_under_the_runner_ends_in_a_hold_first(observer):
+    """The policy process dies mid-rollout: the runner holds the devices that are still alive, records why,
+    reports, and stops the rest (exit code 1)."""
+    ckpt, arm = observer
+    proc, lines = _start_runner(ckpt)
+    children = _children(proc.pid)
+    policy = [p for p in children if "jala_ros.policy_node" in Path(f"/proc/{p}/cmdline").read_bytes().decode(
+        errors="replace").replace("\0", " ")]
+    assert len(policy) == 1, children
+    t_kill = time.monotonic()
+    os.kill(policy[0], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    text = "".join(lines) + out
+    assert proc.returncode == 1, text
+    assert "HOLD: runner: policy process exited with code -9" in text, text
+    assert "devices held: arm" in text, text
+    assert "Traceback" not in text
+    # from 0.5 s after the hold (the runner sees the dead process within 0.1 s) until the world stopped
+    still = [np.abs(v).max() for t, v in arm if t > t_kill + 0.1 + 0.5]
+    assert still and max(still) < 0.01, f"the arm kept moving after the policy died: {still[-5:]}"
+    time.sleep(0.5)
+    assert not _alive(children)
