@@ -152,6 +152,7 @@ def main(argv=None) -> int:
     resets_ok = resets = 0
     missed: list[str] = []
     unexpected: list[str] = []  # holds that came without an injected fault
+    failed_resets: list[str] = []
     pids: set[int] = set()
     try:
         if not soak.wait(soak.up, 180.0) or not soak.reset_and_start():
@@ -195,7 +196,10 @@ def main(argv=None) -> int:
                 procs.restart("sim_devices")
             soak.wait(soak.up, 120.0)
             resets += 1
-            resets_ok += soak.reset_and_start()
+            if soak.reset_and_start():
+                resets_ok += 1
+            else:
+                failed_resets.append(f"after {kind} (status {mon.m.status[-1][1] if mon.m.status else '-'})")
     finally:
         mon.close()
         pids |= {p.popen.pid for p in procs.procs}
@@ -209,7 +213,7 @@ def main(argv=None) -> int:
     report = {"minutes": a.minutes, "faults_injected": sum(injected.values()), "by_kind": dict(injected),
               "holds": holds, "faults_without_hold": missed, "holds_without_fault": unexpected,
               "max_hold_latency_ms": round(max(latencies) * 1e3, 1) if latencies else None,
-              "motion_during_hold": motion_in_hold, "resets": resets, "resets_ok": resets_ok,
+              "motion_during_hold": motion_in_hold, "resets": resets, "resets_ok": resets_ok, "failed_resets": failed_resets,
               "leaked_processes": len(leaked), "leaked_shm_files": len(shm_leaked)}
     if a.json:
         print(json.dumps(report, indent=1))
@@ -218,7 +222,7 @@ def main(argv=None) -> int:
         print(f"  holds {holds} (faults without a hold: {missed or 'none'}; holds without an injected fault: "
               f"{unexpected or 'none'}); max detection -> hold "
               f"{report['max_hold_latency_ms']} ms; motion during hold: {motion_in_hold}")
-        print(f"  resets recovered {resets_ok} of {resets}; leaked processes {len(leaked)}, leaked shared-memory "
+        print(f"  resets recovered {resets_ok} of {resets} (failed: {failed_resets or 'none'}); leaked processes {len(leaked)}, leaked shared-memory "
               f"files {len(shm_leaked)}")
     ok = not missed and motion_in_hold == 0 and resets_ok == resets and not leaked and not shm_leaked
     return 0 if ok else 1

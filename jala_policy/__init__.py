@@ -3,9 +3,10 @@
 Nothing here imports ROS or hardware code.
 """
 from .action_chunk import ACTION_DIM, ActionChunk
-from .config import (ActionHeadConfig, BackboneConfig, ConfigError, JalaPolicyConfig, MotionVocabConfig,
-                     PerceiverConfig)
+from .config import (ActionHeadConfig, BackboneConfig, ConfigError, InferenceConfig, JalaPolicyConfig,
+                     MotionVocabConfig, PerceiverConfig)
 from .policy import JalaPolicy, PolicyInputError, check_camera_views
 
-__all__ = ["ACTION_DIM", "ActionChunk", "ActionHeadConfig", "BackboneConfig", "ConfigError", "JalaPolicy",
-           "JalaPolicyConfig", "MotionVocabConfig", "PerceiverConfig", "PolicyInputError", "check_camera_views"]
+__all__ = ["ACTION_DIM", "ActionChunk", "ActionHeadConfig", "BackboneConfig", "ConfigError", "InferenceConfig",
+           "JalaPolicy", "JalaPolicyConfig", "MotionVocabConfig", "PerceiverConfig", "PolicyInputError",
+           "check_camera_views"]

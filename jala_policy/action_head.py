@@ -163,19 +163,46 @@ class FlowMatchingActionHead(nn.Module):
         return err.mean()
 
     # ---------------------------------------------------------------------------------------- sampling
+    def sample_noise(self, batch: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The sampler's starting point A^0 ~ N(0, I), (B, horizon, action_dim) float32."""
+        c = self.config
+        return torch.randn((batch, c.action_horizon, c.action_dim), generator=generator, device=device,
+                           dtype=torch.float32)
+
+    def denoise(self, embeddings: torch.Tensor, state: torch.Tensor, noise: torch.Tensor,
+                num_steps: int | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Forward-Euler integration of ``noise`` from t = 0 to t = 1. Returns normalised actions (float32).
+        Every inference backend runs exactly this (eager, CUDA graph, ONNX export via :class:`EulerSampler`)."""
+        n = num_steps or self.config.num_inference_steps
+        b = embeddings.shape[0]
+        kv = self.prepare_context(embeddings)
+        x = noise.float()
+        dt = 1.0 / n
+        for i in range(n):
+            t = torch.full((b,), i * dt, device=embeddings.device)
+            x = x + dt * self.velocity(x, t, state, kv, context_mask)
+        return x
+
     @torch.no_grad()
     def sample(self, embeddings: torch.Tensor, state: torch.Tensor, num_steps: int | None = None,
                generator: torch.Generator | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Forward-Euler integration from noise (t = 0) to data (t = 1). Returns normalised actions."""
-        c = self.config
-        n = num_steps or c.num_inference_steps
-        b = embeddings.shape[0]
-        device = embeddings.device
-        x = torch.randn((b, c.action_horizon, c.action_dim), generator=generator, device=device,
-                        dtype=torch.float32)
-        kv = self.prepare_context(embeddings)
-        dt = 1.0 / n
-        for i in range(n):
-            t = torch.full((b,), i * dt, device=device)
-            x = x + dt * self.velocity(x, t, state, kv, context_mask)
-        return x
+        noise = self.sample_noise(embeddings.shape[0], embeddings.device, generator)
+        return self.denoise(embeddings, state, noise, num_steps, context_mask)
+
+
+class EulerSampler(nn.Module):
+    """The head's whole N-step Euler sampler as one module: (embeddings, state, noise) -> normalised actions.
+
+    The unit that is exported to ONNX (jala_policy.onnx_head) and captured in a CUDA graph
+    (jala_policy.fast_inference): N is fixed at construction, so the graph is a static, unrolled loop. Inputs and
+    output are float32 whatever the head's dtype (the head casts inside).
+    """
+
+    def __init__(self, head: FlowMatchingActionHead, num_steps: int | None = None):
+        super().__init__()
+        self.head = head
+        self.num_steps = num_steps or head.config.num_inference_steps
+
+    def forward(self, embeddings: torch.Tensor, state: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.head.denoise(embeddings, state, noise, self.num_steps)

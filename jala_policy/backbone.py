@@ -18,6 +18,7 @@ additive float mask, which transformers' Qwen2 passes unchanged to its eager and
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -142,6 +143,26 @@ def _check_weights_dir(path: str | os.PathLike) -> Path:
     if not any(p.glob("*.safetensors")):
         raise MissingWeightsError(f"{p} has no *.safetensors weight files: {hint}")
     return p
+
+
+@dataclass
+class EncodedPrompt:
+    """Everything of one inference sequence (batch 1) that depends on the instruction only, on the backbone's
+    device: built once per instruction by :meth:`JalaBackbone.encode_for_inference` and reused while the
+    instruction is unchanged (the fast path of ``JalaPolicy.predict``).
+
+    ``token_embeds`` are the input embeddings of the ids (image and latent slots are overwritten per frame),
+    ``attention_mask`` the mask the language model takes (the 4-D block mask with bidirectional chunk attention),
+    and the ``*_index`` tensors the sequence positions of the image slots, the ``<latent>`` slots and the masked
+    motion positions, so filling and reading them needs no boolean masks (no host syncs on CUDA)."""
+
+    instruction: str
+    input_ids: torch.Tensor
+    token_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    image_index: torch.Tensor
+    latent_index: torch.Tensor
+    predictive_index: torch.Tensor
 
 
 class JalaBackbone(nn.Module):
@@ -272,11 +293,49 @@ class JalaBackbone(nn.Module):
             if lat.shape[0] != int(latent_slots.sum()):
                 raise ValueError(f"{int(latent_slots.sum())} latent slots but {lat.shape[0]} latents")
             embeds = embeds.masked_scatter(latent_slots.unsqueeze(-1), lat)
+        return self.language_forward(embeds, self.language_mask(input_ids, attention_mask, embeds.dtype))
+
+    def language_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The mask the language model takes: the block mask with bidirectional chunk attention, else (B, L)."""
         if self.config.chunk_attention == "bidirectional":
-            attention_mask = chunk_attention_mask(input_ids, attention_mask, self.motion.mot_start,
-                                                  self.motion.mot_end, embeds.dtype)
-        out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
+            return chunk_attention_mask(input_ids, attention_mask, self.motion.mot_start, self.motion.mot_end, dtype)
+        return attention_mask
+
+    def language_forward(self, embeds: torch.Tensor, language_mask: torch.Tensor) -> torch.Tensor:
+        """Last-layer hidden states of the language model over filled input embeddings."""
+        out = self.model.model.language_model(inputs_embeds=embeds, attention_mask=language_mask, use_cache=False)
         return out.last_hidden_state
+
+    # ------------------------------------------------------------------------------ cached-prompt inference
+    @torch.no_grad()
+    def encode_for_inference(self, instruction: str, input_ids: torch.Tensor,
+                             attention_mask: torch.Tensor) -> EncodedPrompt:
+        """The instruction-only part of one inference sequence (ids and mask of ``collate``, batch 1)."""
+        if input_ids.shape[0] != 1:
+            raise ValueError("encode_for_inference takes one sequence")
+        ids = input_ids.to(self.device)
+        mask = attention_mask.to(self.device)
+        embeds = self.model.get_input_embeddings()(ids)
+
+        def positions(token_id: int) -> torch.Tensor:
+            return torch.nonzero(ids[0] == token_id).flatten()
+
+        return EncodedPrompt(instruction, ids, embeds, self.language_mask(ids, mask, embeds.dtype),
+                             positions(self.image_token_id), positions(self.motion.latent_id),
+                             positions(self.motion.mask_id))
+
+    def forward_encoded(self, prompt: EncodedPrompt, image_embeds: torch.Tensor | None,
+                        latents: torch.Tensor | None) -> torch.Tensor:
+        """Predictive embeddings (1, n_masked, hidden) of a cached prompt with this frame's image tokens
+        (views, n_img, hidden) and state latents (1, n_latents, hidden): the same sequence and result as
+        ``forward`` + ``predictive_embeddings``, filled by index."""
+        embeds = prompt.token_embeds.clone()
+        if prompt.image_index.numel():
+            embeds[:, prompt.image_index] = image_embeds.reshape(1, -1, embeds.shape[-1]).to(embeds.dtype)
+        if prompt.latent_index.numel():
+            embeds[:, prompt.latent_index] = latents.reshape(1, -1, embeds.shape[-1]).to(embeds.dtype)
+        hidden = self.language_forward(embeds, prompt.attention_mask)
+        return hidden[:, prompt.predictive_index]
 
     def motion_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the motion code ids only (… , 2 * codes_per_part) for masked chunk prediction."""

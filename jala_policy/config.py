@@ -155,6 +155,33 @@ class ActionHeadConfig:
         return cls(**{**ACTION_HEAD_PRESETS[name], **overrides})
 
 
+HEAD_BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class InferenceConfig:
+    """How ``JalaPolicy.predict`` runs. The default is the eager reference path; ``fast`` and ``head_backend``
+    change speed only, never the result beyond float rounding (tests/test_fast_inference.py).
+
+    fast: torch image preprocessing from one upload of the frames (fused normalisation, reused pinned staging
+    buffer on CUDA), the instruction's token ids, block attention mask and token embeddings cached while the
+    instruction is unchanged, index-based slot filling (no host syncs), and on CUDA the head's Euler steps
+    replayed from one CUDA graph captured at load (``cuda_graph``). Training never uses it.
+    head_backend: "torch" runs the DiT head in torch; "onnxruntime" runs the whole Euler sampler exported to
+    ONNX (jala_policy.onnx_head) with ONNX Runtime.
+    """
+
+    fast: bool = False
+    head_backend: str = "torch"
+    cuda_graph: bool = True  # fast path on CUDA only; ignored on other devices
+    # Where the ONNX export of the head is written (onnxruntime backend); None: a temporary directory.
+    onnx_path: str | None = None
+
+    def __post_init__(self):
+        if self.head_backend not in HEAD_BACKENDS:
+            raise ConfigError(f"head_backend must be one of {', '.join(HEAD_BACKENDS)}, got {self.head_backend!r}")
+
+
 @dataclass
 class JalaPolicyConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -169,6 +196,7 @@ class JalaPolicyConfig:
     prompt_template: str = "{instruction}"
     # The embodiment's hand: picks the Latent State Perceiver's hand head in predict and post-training alike.
     hand_side: str = HAND_SIDE
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def __post_init__(self):
         if self.num_views < 1:
@@ -219,6 +247,7 @@ class JalaPolicyConfig:
                 "motion": MotionVocabConfig(**d.pop("motion", {})),
                 "perceiver": PerceiverConfig(**d.pop("perceiver", {})),
                 "action_head": ActionHeadConfig(**head),
+                "inference": InferenceConfig(**d.pop("inference", {})),
             }
             return cls(**sub, **d)
         except TypeError as exc:  # unknown or missing keys

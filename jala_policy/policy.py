@@ -10,8 +10,9 @@ Checkpoint directory layout (``save_pretrained`` / ``from_pretrained``)::
 """
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,9 @@ from transformers import AutoTokenizer, Dinov2Model, InternVLForConditionalGener
 
 from .action_chunk import ARM_DOF, HAND_DOF, ActionChunk
 from .action_head import FlowMatchingActionHead
-from .backbone import IMAGENET_MEAN, IMAGENET_STD, JalaBackbone, MissingWeightsError
-from .config import ConfigError, JalaPolicyConfig, read_json_file
+from .backbone import IMAGENET_MEAN, IMAGENET_STD, EncodedPrompt, JalaBackbone, MissingWeightsError
+from .config import ConfigError, InferenceConfig, JalaPolicyConfig, read_json_file
+from .fast_inference import CudaGraphEulerSampler, FramePreprocessor, StageTimer
 from .normalization import NormalizationStats, PolicyNormalizer
 from .perceiver import LEFT_HAND, RIGHT_HAND, LatentPerceiver, TextureEncoder
 
@@ -86,7 +88,14 @@ class JalaPolicy(nn.Module):
         self.register_buffer("tex_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._prompt_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_timing: dict[str, float] = {}
+        self.last_stage_timing: dict[str, float] = {}  # preprocess / vision / llm / head ms of the last predict
         self.profile = False  # when True, predict() synchronises to time backbone and head separately
+        # Inference runtime built from config.inference (configure_inference): the fast path's frame
+        # preprocessor, the cached prompt of the current instruction and the head runner.
+        self._runtime_key: tuple | None = None
+        self._frame_preprocessor: FramePreprocessor | None = None
+        self._encoded_prompt: EncodedPrompt | None = None
+        self._head_runner: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     # ------------------------------------------------------------------------------------------ building
     @classmethod
@@ -184,7 +193,10 @@ class JalaPolicy(nn.Module):
     def state_latents(self, first_view: torch.Tensor) -> torch.Tensor:
         """LSP latents of the current frame, duplicated as (v0, v0), through the embodiment's hand head:
         (B, num_latents, hidden). Used by predict and post-training (compute_loss) alike."""
-        feats = self.texture_encoder(self._texture_pixels(first_view))
+        return self._latents_from_pixels(self._texture_pixels(first_view))
+
+    def _latents_from_pixels(self, texture_pixels: torch.Tensor) -> torch.Tensor:
+        feats = self.texture_encoder(texture_pixels)
         return self.state_perceiver(feats, feats, self.hand)
 
     def _prompt(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,23 +210,82 @@ class JalaPolicy(nn.Module):
             self._prompt_cache[key] = self.backbone.collate([ids])
         return self._prompt_cache[key]
 
-    def predictive_embeddings(self, images: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
+    def predictive_embeddings(self, images: torch.Tensor, instructions: Sequence[str],
+                              timer: StageTimer | None = None) -> torch.Tensor:
         """images: uint8 (B, views, H, W, 3). One forward pass over images + [state latents] + instruction +
-        a fully masked motion chunk; returns the hidden states at the masked motion positions (B, 128, hidden)."""
+        a fully masked motion chunk; returns the hidden states at the masked motion positions (B, 128, hidden).
+        The eager reference path (training, and predict unless ``config.inference.fast``)."""
+        timer = timer or StageTimer(self.device, synchronize=False)
         b, v = images.shape[:2]
         flat = images.reshape(b * v, *images.shape[2:])
         pixels = self.backbone.preprocess_images(flat)
-        latents = self.state_latents(images[:, 0]) if self.config.perceiver.use_state_tokens else None
+        use_latents = self.config.perceiver.use_state_tokens
+        texture = self._texture_pixels(images[:, 0]) if use_latents else None
+        timer.lap("preprocess")
+        image_embeds = self.backbone.image_tokens(pixels)
+        latents = self._latents_from_pixels(texture) if use_latents else None
+        timer.lap("vision")
         prompts = [self._prompt(instr) for instr in instructions]
         if len({p[0].shape[1] for p in prompts}) == 1:
             ids = torch.cat([p[0] for p in prompts])
             mask = torch.cat([p[1] for p in prompts])
         else:
             ids, mask = self.backbone.collate([p[0][0] for p in prompts])
-        hidden = self.backbone(ids, mask, pixels, latents=latents)
-        return self.backbone.predictive_embeddings(hidden, ids.to(hidden.device))
+        hidden = self.backbone(ids, mask, None, latents=latents, image_embeds=image_embeds)
+        emb = self.backbone.predictive_embeddings(hidden, ids.to(hidden.device))
+        timer.lap("llm")
+        return emb
 
-    # ---------------------------------------------------------------------------------------- inference
+    def _fast_predictive_embeddings(self, frames: np.ndarray, instruction: str, timer: StageTimer) -> torch.Tensor:
+        """The fast path's predictive embeddings (1, 128, hidden) of one observation: see InferenceConfig.fast."""
+        pixels, texture = self._frame_preprocessor(frames)
+        timer.lap("preprocess")
+        image_embeds = self.backbone.image_tokens(pixels)
+        latents = self._latents_from_pixels(texture) if texture is not None else None
+        timer.lap("vision")
+        prompt = self._encoded_prompt
+        if prompt is None or prompt.instruction != instruction:  # the cache holds the current instruction only
+            ids, mask = self._prompt(instruction)
+            prompt = self._encoded_prompt = self.backbone.encode_for_inference(instruction, ids, mask)
+        emb = self.backbone.forward_encoded(prompt, image_embeds, latents)
+        timer.lap("llm")
+        return emb
+
+    # ------------------------------------------------------------------------------------ inference runtime
+    def configure_inference(self, inference: InferenceConfig | None = None) -> None:
+        """Select how predict runs (``config.inference`` when None) and build what it needs now: the ONNX
+        export and session of the head, the CUDA graph of the Euler steps (warm-up and capture). Call again after
+        moving the policy or changing its weights; predict calls it by itself when the config changed."""
+        if inference is not None:
+            self.config.inference = inference
+        cfg = self.config.inference
+        cfg.__post_init__()
+        context_len = 2 * self.config.motion.tokens_per_part
+        context_dim = self.backbone.hidden_size
+        self._encoded_prompt = None
+        self._frame_preprocessor = None
+        if cfg.fast:
+            texture_size = self.texture_encoder.image_size if self.config.perceiver.use_state_tokens else None
+            self._frame_preprocessor = FramePreprocessor(self.backbone.image_size, texture_size, self.device,
+                                                         self.dtype)
+        if cfg.head_backend == "onnxruntime":
+            from .onnx_head import OnnxActionHead
+
+            path = Path(cfg.onnx_path) if cfg.onnx_path else Path(tempfile.mkdtemp(prefix="jala_head_")) / "head.onnx"
+            self._head_runner = OnnxActionHead.export(self.action_head, path, context_len=context_len,
+                                                      context_dim=context_dim, device=self.device)
+        elif cfg.fast and cfg.cuda_graph and self.device.type == "cuda":
+            self._head_runner = CudaGraphEulerSampler(self.action_head, context_len=context_len,
+                                                      context_dim=context_dim, device=self.device, dtype=self.dtype)
+        else:
+            self._head_runner = self.action_head.denoise
+        self._runtime_key = self._inference_key()
+
+    def _inference_key(self) -> tuple:
+        c = self.config.inference
+        return c.fast, c.head_backend, c.cuda_graph, c.onnx_path, self.device, self.dtype
+
+        # ---------------------------------------------------------------------------------------- inference
     def _validate(self, images, instruction, proprio) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
@@ -242,10 +313,6 @@ class JalaPolicy(nn.Module):
             raise PolicyInputError(f"proprio contains NaN or inf at indices {np.flatnonzero(~np.isfinite(q)).tolist()}")
         return np.stack(images), q
 
-    def _sync(self) -> None:
-        if self.profile and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     @torch.inference_mode()
     def predict(self, images, instruction: str, proprio, timestamp: float | None = None,
                 seed: int | None = None) -> ActionChunk:
@@ -254,25 +321,33 @@ class JalaPolicy(nn.Module):
         images: one HxWx3 uint8 RGB array per camera view (a bare array when there is one view);
         proprio: (state_dim,) robot state (default layout: 7 FR3 joint angles [rad] + 6 Inspire angles 0..1000);
         timestamp: time of the observation (default time.monotonic()); the chunk's actions apply at
-        timestamp + action_dt * (1..horizon). seed makes the sampled chunk reproducible.
+        timestamp + action_dt * (1..horizon). seed makes the sampled chunk reproducible (the same noise on
+        every path of ``config.inference``).
         """
         stamp = time.monotonic() if timestamp is None else float(timestamp)
         imgs, q = self._validate(images, instruction, proprio)
-        t0 = time.perf_counter()
-        img_t = torch.from_numpy(imgs).unsqueeze(0)
-        if self.device.type == "cuda":
-            img_t = img_t.pin_memory()
-        emb = self.predictive_embeddings(img_t, [instruction])
-        self._sync()
-        t1 = time.perf_counter()
+        if self._runtime_key != self._inference_key():
+            self.configure_inference()
+        timer = StageTimer(self.device, synchronize=self.profile)
+        if self.config.inference.fast:
+            emb = self._fast_predictive_embeddings(imgs, instruction, timer)
+        else:
+            img_t = torch.from_numpy(imgs).unsqueeze(0)
+            if self.device.type == "cuda":
+                img_t = img_t.pin_memory()
+            emb = self.predictive_embeddings(img_t, [instruction], timer)
+        backbone_done = timer.last
         state = self.normalizer.state.normalize(torch.as_tensor(q, dtype=torch.float32, device=self.device))
         generator = None
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        norm_actions = self.action_head.sample(emb, state.unsqueeze(0), generator=generator)
-        actions = self.normalizer.action.unnormalize(norm_actions[0]).cpu().numpy()
-        t2 = time.perf_counter()
-        self.last_timing = {"backbone_ms": (t1 - t0) * 1e3, "head_ms": (t2 - t1) * 1e3, "total_ms": (t2 - t0) * 1e3}
+        noise = self.action_head.sample_noise(1, self.device, generator)
+        norm_actions = self._head_runner(emb, state.unsqueeze(0), noise)
+        actions = self.normalizer.action.unnormalize(norm_actions[0].cpu()).numpy()
+        timer.lap("head")
+        self.last_stage_timing = dict(timer.ms)
+        self.last_timing = {"backbone_ms": (backbone_done - timer.start) * 1e3,
+                            "head_ms": (timer.last - backbone_done) * 1e3, "total_ms": (timer.last - timer.start) * 1e3}
         if not np.all(np.isfinite(actions)):
             raise FloatingPointError("the policy produced NaN/inf actions; refusing to return them")
         return ActionChunk.at_rate(actions, stamp, self.config.action_dt)

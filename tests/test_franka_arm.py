@@ -87,6 +87,14 @@ class SpeedLog:
         self._stop.set()
         self._thread.join(2.0)
 
+    def recent_speed(self, direction: np.ndarray, span: float = 0.1) -> float:
+        """Mean measured joint speed along ``direction`` over the last ``span`` seconds (0 without samples)."""
+        rows = list(self.rows)
+        if not rows:
+            return 0.0
+        sel = [r[2] @ direction for r in rows if r[0] >= rows[-1][0] - span]
+        return float(np.mean(sel)) if len(sel) > 5 else 0.0
+
     def window(self, t0: float, t1: float):
         sel = [r for r in self.rows if t0 <= r[0] <= t1]
         assert len(sel) > 5, f"too few state samples in window ({len(sel)})"
@@ -209,8 +217,10 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
     first = ramp(q0, v)
     with SpeedLog(arm) as log:
         arm.execute(first)
-        # preempt the first chunk (~1.07 s, 0.32 rad per moving joint) in its middle, by robot progress not wall time
-        wait_until(lambda: (commanded_q(arm) - q0) @ u > 0.5 * nominal * TIMES[-1], timeout=3.0)
+        # preempt the first chunk (~1.07 s, 0.32 rad per moving joint) in its middle, by robot progress not wall
+        # time, once the simulated joints (which lag the command, more so on a loaded machine) are up to speed
+        wait_until(lambda: (commanded_q(arm) - q0) @ u > 0.5 * nominal * TIMES[-1]
+                   and log.recent_speed(u) > 0.6 * nominal, timeout=3.0)
         second = ramp(commanded_q(arm), v)  # the same straight line, continued from where the command is
         t_submit = time.monotonic()
         arm.execute(second)

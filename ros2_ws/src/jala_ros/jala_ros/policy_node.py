@@ -110,6 +110,8 @@ class PolicyNode(Node):
                                f"device {policy.device})")
 
     def _load_policy(self):
+        import dataclasses
+
         from jala_policy import JalaPolicy
 
         ckpt = self.p["checkpoint"]
@@ -120,6 +122,11 @@ class PolicyNode(Node):
         t0 = time.perf_counter()
         policy = JalaPolicy.from_pretrained(ckpt, device=device)
         self.get_logger().info(f"loaded {ckpt} on {device} in {time.perf_counter() - t0:.1f} s")
+        if policy.device.type == "cuda":
+            # The fast path by default on CUDA (jala_policy.InferenceConfig.fast): torch preprocessing from one
+            # upload, the instruction cached while unchanged, the head's Euler steps captured in a CUDA graph here
+            # (warm-up and capture at load). The checkpoint's other inference settings (head_backend) are kept.
+            policy.configure_inference(dataclasses.replace(policy.config.inference, fast=True))
         # Warm-up (first call builds caches / kernels) so the first real chunk is not late.
         h, w = policy.config.input_image_hw or (240, 320)
         imgs = [np.zeros((h, w, 3), np.uint8)] * policy.config.num_views
