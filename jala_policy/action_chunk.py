@@ -8,6 +8,10 @@ import numpy as np
 ARM_DOF = 7  # FR3 joint positions, radians (absolute targets)
 HAND_DOF = 6  # Inspire angles, native 0..1000 (1000 = open), DoF order pinky, ring, middle, index, thumb bend, thumb rot
 ACTION_DIM = ARM_DOF + HAND_DOF
+# The Inspire's command range: predict clamps the hand columns into it (the hand cannot close past 0 or open past
+# 1000; an untrained or extrapolating head can ask for -12). Arm targets are never clamped: the FR3 safety gate
+# refuses what is out of its limits.
+HAND_COMMAND_RANGE = (0.0, 1000.0)
 HAND_SIDE = "right"  # the FR3 carries one right Inspire RH56 hand: its Latent State Perceiver head is the right one
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import AutoTokenizer, Dinov2Model, InternVLForConditionalGeneration
 
-from .action_chunk import ARM_DOF, HAND_DOF, ActionChunk
+from .action_chunk import ARM_DOF, HAND_COMMAND_RANGE, HAND_DOF, ActionChunk
 from .action_head import FlowMatchingActionHead
 from .backbone import IMAGENET_MEAN, IMAGENET_STD, EncodedPrompt, JalaBackbone, MissingWeightsError
 from .config import ConfigError, InferenceConfig, JalaPolicyConfig, read_json_file
@@ -350,6 +350,8 @@ class JalaPolicy(nn.Module):
                             "head_ms": (timer.last - backbone_done) * 1e3, "total_ms": (timer.last - timer.start) * 1e3}
         if not np.all(np.isfinite(actions)):
             raise FloatingPointError("the policy produced NaN/inf actions; refusing to return them")
+        if self.config.action_head.action_dim == ARM_DOF + HAND_DOF:
+            actions[:, ARM_DOF:] = np.clip(actions[:, ARM_DOF:], *HAND_COMMAND_RANGE)
         return ActionChunk.at_rate(actions, stamp, self.config.action_dt)
 
     # ----------------------------------------------------------------------------------------- training

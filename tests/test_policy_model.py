@@ -342,3 +342,20 @@ def test_config_json_round_trip_and_validation():
     assert (real.action_head.num_layers, real.action_head.num_heads, real.action_head.hidden_size) == (16, 32, 2048)
     assert (real.action_head.action_horizon, real.action_head.action_dim, real.action_head.num_inference_steps) == \
         (16, 13, 4)
+
+
+def test_predict_clamps_hand_targets_into_the_hands_range_but_never_the_arm(obs):
+    """An extrapolating head may ask the Inspire for -57 or 1040: the hand columns are clamped to 0..1000, the arm
+    columns are left for the safety gate to judge."""
+    from jala_policy.normalization import NormalizationStats
+
+    img, q = obs
+    p = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW))
+    dim = p.config.action_head.action_dim
+    # a very wide action range: the random head's outputs land far outside 0..1000 and far beyond +-3 rad
+    lo, hi = np.full(dim, -5000.0), np.full(dim, 5000.0)
+    p.set_normalization(p.normalizer.state, NormalizationStats(lo, hi, np.zeros(dim), np.ones(dim)))
+    a = p.predict(img, INSTR, q, seed=0).actions
+    assert a[:, 7:].min() >= 0.0 and a[:, 7:].max() <= 1000.0
+    assert np.any((a[:, 7:] == 0.0) | (a[:, 7:] == 1000.0))  # it did clamp
+    assert np.abs(a[:, :7]).max() > 1000.0  # arm targets untouched

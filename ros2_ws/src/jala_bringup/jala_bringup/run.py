@@ -432,7 +432,7 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
     finally:
         t1 = t1 or time.monotonic()
         if monitor is not None:
-            _fill_report(report, monitor, args, t0, t1, t_run, estop_at_end)
+            _fill_report(report, monitor, args, t0, t1, t_run)
             monitor.close()
         if procs is not None:
             procs.stop()
@@ -457,8 +457,8 @@ def _hold_for_exit(monitor: "Monitor | None", procs: "GraphProcesses | None", re
     time.sleep(0.6)  # the hold's diagnostics and status reach the report
 
 
-def _fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | None, t1: float, t_run: float,
-                 estop_at_end: bool) -> None:
+def _fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | None, t1: float,
+                 t_run: float) -> None:
     """The report's figures from what the monitor saw (so far, when the rollout ended early)."""
     m = monitor.m
     if args.sim:
@@ -487,7 +487,7 @@ def _fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | 
                                                 "held", "message")},
         "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "commands_sent", "held",
                                                  "message")},
-        "holds_during_rollout": sum(1 for h in holds if h["t_s"] <= t1 - t_run) - (1 if estop_at_end else 0),
+        "holds_during_rollout": sum(1 for h in holds if h["t_s"] <= t1 - t_run),  # the estop at the end comes after t1
         "completion": m.completion,
     })
     if m.arm_q:
