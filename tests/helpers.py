@@ -33,3 +33,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# A robot observation for the policy tests: FR3 joints (rad) + Inspire angles (0..1000).
+SAMPLE_PROPRIO = (0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 1000, 1000, 1000, 1000, 900, 500)
+
+
+def tiny_policy(image_hw: tuple[int, int], seed: int = 0):
+    """The tiny random JalaPolicy the policy tests share (seeded)."""
+    import torch
+
+    from jala_policy import JalaPolicy, JalaPolicyConfig
+
+    torch.manual_seed(seed)
+    return JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=image_hw))
+
+
+def sample_observation(image_hw: tuple[int, int], seed: int = 0):
+    """(random uint8 RGB image of ``image_hw``, SAMPLE_PROPRIO as float64)."""
+    import numpy as np
+
+    img = np.random.default_rng(seed).integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+    return img, np.array(SAMPLE_PROPRIO, dtype=np.float64)

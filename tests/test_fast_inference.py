@@ -17,6 +17,7 @@ from jala_policy.action_head import EulerSampler, FlowMatchingActionHead
 from jala_policy.config import ActionHeadConfig
 from jala_policy.fast_inference import FramePreprocessor
 from jala_policy.onnx_head import OnnxActionHead, export_action_head
+from tests.helpers import sample_observation, tiny_policy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,16 +32,12 @@ ROBOT_TOL = {"rtol": 1e-5, "atol": 1e-3}
 
 @pytest.fixture(scope="module")
 def policy():
-    torch.manual_seed(0)
-    return JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW))
+    return tiny_policy(IMG_HW)
 
 
 @pytest.fixture
 def obs():
-    rng = np.random.default_rng(1)
-    img = rng.integers(0, 256, (*IMG_HW, 3), dtype=np.uint8)
-    q = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 1000, 1000, 1000, 1000, 900, 500], dtype=np.float64)
-    return img, q
+    return sample_observation(IMG_HW, seed=1)
 
 
 def _head_inputs(head: FlowMatchingActionHead, context_len: int, context_dim: int, seed: int = 0):

@@ -9,6 +9,7 @@ from jala_policy.backbone import JalaBackbone, MissingWeightsError, image_featur
 from jala_policy.config import ActionHeadConfig, BackboneConfig, MotionVocabConfig, PerceiverConfig
 from jala_policy.motion_tokens import MotionVocabulary
 from jala_policy.perceiver import LEFT_HAND, RIGHT_HAND, LatentPerceiver, ema_update_perceivers
+from tests.helpers import sample_observation, tiny_policy
 
 IMG_HW = (48, 64)
 INSTR = "water the plant"
@@ -16,16 +17,12 @@ INSTR = "water the plant"
 
 @pytest.fixture(scope="module")
 def policy():
-    torch.manual_seed(0)
-    return JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW))
+    return tiny_policy(IMG_HW)
 
 
 @pytest.fixture
 def obs():
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (*IMG_HW, 3), dtype=np.uint8)
-    q = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 1000, 1000, 1000, 1000, 900, 500], dtype=np.float64)
-    return img, q
+    return sample_observation(IMG_HW, seed=0)
 
 
 # ------------------------------------------------------------------------------------------- vocabulary
