@@ -110,15 +110,25 @@ class Rig:
         raise AssertionError(f"timed out waiting for {what}")
 
     def reset(self):
-        """Clear the supervisor's hold (after the inputs are fresh again) and recover arm and hand."""
-        end = time.monotonic() + 10.0
-        while True:
+        """Clear the supervisor's hold (after the inputs are fresh again) and recover arm and hand. A new hold
+        that comes before arm and hand accept chunks (on a starved 2-core box the in-process device thread can
+        stand still past its stall guard, which then rightly holds) is part of the setup, not of what a test
+        checks: the reset is tried again until the deadline."""
+        end = time.monotonic() + 15.0
+        last = ""
+        while time.monotonic() < end:
             r = self.call("/jala/supervisor/reset")
-            if r.success:
-                break
-            assert time.monotonic() < end, r.message
-            time.sleep(0.2)
-        self.wait(lambda: not self.arm.held and not self.hand.held, 2.0, "arm and hand to accept chunks")
+            if not r.success:
+                last = r.message
+                time.sleep(0.2)
+                continue
+            accept_by = min(end, time.monotonic() + 2.0)
+            while time.monotonic() < accept_by:
+                if not self.arm.held and not self.hand.held:
+                    return
+                time.sleep(0.005)
+            last = f"arm held: {self.arm.held}, hand held: {self.hand.held}, hold: {self.sup.hold_reason!r}"
+        raise AssertionError(f"reset did not bring arm and hand to accept chunks in 15 s ({last})")
 
     def start_motion(self, dq0: float, duration: float, moved: float = 0.03, attempts: int = 3) -> np.ndarray:
         """Reset, publish a chunk moving joint 1 by ``dq0``, and wait until the arm follows it. A hold that
