@@ -33,7 +33,7 @@ import numpy as np
 from hardware.franka.arm import FrankaArm
 from hardware.franka.config import FrankaArmConfig
 from hardware.franka.sim_server import FrankySimProcess
-from hardware.interfaces import JointTrajectoryChunk
+from hardware.interfaces import ARM_JOINT_NAMES, TimedChunk
 
 ACTION_RATE_HZ = 15.0
 CHUNK_STEPS = 16
@@ -134,9 +134,10 @@ def run(args, ip: str, simulated: bool) -> None:
     busy_rate = None
     for k in range(args.chunks):
         t_rel = robot.state.time.to_sec() - t_ref0  # reference clock = robot clock
-        chunk = JointTrajectoryChunk(steps, q_ref(t_rel + steps))
+        stamp = time.monotonic()  # waypoints at ``steps`` after now, as the driver sees them
+        chunk = TimedChunk.from_relative(stamp, steps, q_ref(t_rel + steps), ARM_JOINT_NAMES)
         t_call = time.monotonic()
-        arm.execute(chunk)
+        arm.execute(chunk, stamp)
         t_back = time.monotonic()
         rec = arm.last_motion
         records.append(dict(chunk=chunk, t_rel=t_rel, call=t_call, back=t_back, rec=rec))
@@ -165,7 +166,7 @@ def run(args, ip: str, simulated: bool) -> None:
         raise SystemExit("a motion never started (no first-cycle callback)")
     err_cmd, err_meas, per_index = [], [], {}
     for j, r in enumerate(records):
-        due = starts[j] + r["chunk"].times
+        due = starts[j] + r["chunk"].time_from_start
         ran = due < (starts[j + 1] if j + 1 < len(records) else np.inf)
         due = due[ran]
         due = due[(due >= t_log[0]) & (due <= t_log[-1])]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embodiment import INSPIRE_BAUDRATE
 from hardware.inspire import registers as R
 from hardware.inspire.config import InspireHandConfig
 from hardware.inspire.driver import InspireHand
@@ -80,7 +81,7 @@ def background_loop(port: int, plan: str, rate_hz: float, seconds: float) -> dic
             "overruns": st.overruns, "cycles": st.cycles, "failed": st.failed_cycles}
 
 
-def rtu_wire_time_ms(plan: str, baud: int = 115200, gap_s: float = 1.75e-3) -> float:
+def rtu_wire_time_ms(plan: str, baud: int = INSPIRE_BAUDRATE, gap_s: float = 1.75e-3) -> float:
     """Bytes on the wire for write ANGLE_SET + the plan's reads (RTU frames, 10 bits/byte, 8N1) plus the
     Modbus-over-serial spec's fixed 1.75 ms silent interval (t3.5 above 19200 baud) after each frame.
     Excludes the hand's own reply delay and the USB serial adapter's latency (e.g. its latency timer)."""

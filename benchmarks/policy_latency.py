@@ -49,7 +49,7 @@ def time_path(policy: JalaPolicy, inference: InferenceConfig, images, q, iters: 
     for i in range(warmup + iters):
         chunk = policy.predict(images, "water the plant", q, seed=i)
         if i == warmup:
-            first_chunk = chunk.actions
+            first_chunk = chunk.positions
         if i >= warmup:
             rows.append({**policy.last_stage_timing, "total": policy.last_timing["total_ms"]})
     out = {part: percentiles([r[part] for r in rows]) for part in PARTS}

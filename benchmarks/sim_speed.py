@@ -24,18 +24,20 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
-from hardware.interfaces import JointTrajectoryChunk  # noqa: E402
+from embodiment import ACTION_DT, ARM_JOINT_NAMES, READY_Q  # noqa: E402
+from hardware.interfaces import TimedChunk  # noqa: E402
 from hardware.sim import SimWorld, SimWorldConfig  # noqa: E402
-from hardware.sim.world import READY_Q  # noqa: E402
 
 
 def run(task: str, seconds: float, render: bool, width: int, height: int, fps: float) -> tuple[float, float]:
     world = SimWorld(SimWorldConfig(task=task, seed=0, render_width=width, render_height=height, camera_fps=fps))
     try:
-        target = READY_Q + np.array([0.3, 0.2, 0.0, 0.2, 0.0, -0.2, 0.3])
-        t = np.arange(1, int(seconds * 15) + 1) / 15.0  # 15 Hz waypoints, like a policy chunk
+        ready = np.asarray(READY_Q)
+        target = ready + np.array([0.3, 0.2, 0.0, 0.2, 0.0, -0.2, 0.3])
+        t = ACTION_DT * np.arange(1, int(round(seconds / ACTION_DT)) + 1)  # waypoints at the action rate, like a chunk
         a = (t / t[-1])[:, None]
-        world.arm.execute(JointTrajectoryChunk(times=t, positions=(1 - a) * READY_Q + a * target))
+        now = world.sim_time
+        world.arm.execute(TimedChunk.from_relative(now, t, (1 - a) * ready + a * target, ARM_JOINT_NAMES), now=now)
         world.hand.set_angles(np.full(6, 300.0))
         if render:  # warm up the GL context outside the timing
             for cam in world.cameras.values():

@@ -89,8 +89,8 @@ class Soak:
         return False
 
     def bad_chunk(self, kind: str) -> None:
-        from jala_ros.conversions import chunk_to_trajectory
-        from jala_ros.core import CHUNK_JOINT_NAMES
+        from jala_ros.conversions import trajectory_msg
+        from embodiment import CHUNK_JOINT_NAMES
 
         q = self.arm[-1][1]
         now = self.mon.node.get_clock().now().nanoseconds * 1e-9
@@ -103,7 +103,7 @@ class Soak:
             actions[:, 0] += 0.6
         else:
             names[3] = "fr3_joint_4"
-        self.chunk_pub.publish(chunk_to_trajectory(actions, now + 0.0667 * np.arange(1, n + 1), now, names))
+        self.chunk_pub.publish(trajectory_msg(actions, now + 0.0667 * np.arange(1, n + 1), now, names))
 
     def inject(self, kind: str) -> None:
         if kind == "estop":

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ARM_DOF = 7
-HAND_DOF = 6
-HAND_DOF_NAMES = ("pinky", "ring", "middle", "index", "thumb_bend", "thumb_rotation")
-HAND_RANGE = (0.0, 1000.0)
+from embodiment import ARM_DOF, ARM_JOINT_NAMES, HAND_DOF, HAND_DOF_NAMES, HAND_RANGE  # noqa: F401 (re-exported)
+from jala_runtime.chunk import ChunkError, TimedChunk  # noqa: F401 (re-exported)
 
 
 class DeviceError(RuntimeError):
@@ -46,24 +44,12 @@ class ArmState:
     error_message: str = ""
 
 
-@dataclass(frozen=True)
-class JointTrajectoryChunk:
-    """Timed joint targets: ``positions[i]`` is to be reached at ``times[i]`` seconds after execution starts."""
-
-    times: np.ndarray  # (N,), strictly increasing, > 0
-    positions: np.ndarray  # (N, dof)
-
-    def __post_init__(self):
-        times = np.asarray(self.times, dtype=np.float64)
-        pos = np.asarray(self.positions, dtype=np.float64)
-        if times.ndim != 1 or pos.ndim != 2 or pos.shape[0] != times.shape[0] or times.shape[0] == 0:
-            raise ValueError(f"chunk needs times (N,) and positions (N, dof); got {times.shape} and {pos.shape}")
-        if not np.all(np.isfinite(times)) or not np.all(np.isfinite(pos)):
-            raise ValueError("chunk contains NaN or inf")
-        if times[0] <= 0 or np.any(np.diff(times) <= 0):
-            raise ValueError(f"chunk times must be positive and strictly increasing, got {times}")
-        object.__setattr__(self, "times", times)
-        object.__setattr__(self, "positions", pos)
+def arm_waypoints(chunk: TimedChunk, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """What an arm driver executes of ``chunk``: (times relative to ``now``, (N, 7) joint targets in FR3 joint
+    order). ``now`` is the current time on the chunk's clock. ChunkError (a ValueError) when the chunk lacks an FR3
+    joint or its first waypoint is not in the future (``TimedChunk.upcoming`` drops past ones first)."""
+    arm = chunk.select(ARM_JOINT_NAMES)
+    return arm.relative_to(now), arm.positions
 
 
 class Arm(abc.ABC):
@@ -79,9 +65,10 @@ class Arm(abc.ABC):
     def read_state(self) -> ArmState: ...
 
     @abc.abstractmethod
-    def execute(self, chunk: JointTrajectoryChunk) -> None:
-        """Start executing ``chunk`` and return at once. A new chunk preempts the running one without a stop.
-        Raises SafetyViolation (nothing sent) when the chunk breaks a limit."""
+    def execute(self, chunk: TimedChunk, now: float) -> None:
+        """Start executing ``chunk`` (its FR3 columns; waypoints at absolute times on the clock ``now`` was read
+        from: ``arm_waypoints``) and return at once. A new chunk preempts the running one without a stop. Raises
+        SafetyViolation (nothing sent) when the chunk breaks a limit, ChunkError when it is malformed."""
 
     @abc.abstractmethod
     def hold(self) -> None:

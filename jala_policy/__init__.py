@@ -2,11 +2,10 @@
 
 Nothing here imports ROS or hardware code.
 """
-from .action_chunk import ACTION_DIM, ActionChunk
 from .config import (ActionHeadConfig, BackboneConfig, ConfigError, InferenceConfig, JalaPolicyConfig,
                      MotionVocabConfig, PerceiverConfig)
 from .policy import JalaPolicy, PolicyInputError, check_camera_views
 
-__all__ = ["ACTION_DIM", "ActionChunk", "ActionHeadConfig", "BackboneConfig", "ConfigError", "InferenceConfig",
+__all__ = ["ActionHeadConfig", "BackboneConfig", "ConfigError", "InferenceConfig",
            "JalaPolicy", "JalaPolicyConfig", "MotionVocabConfig", "PerceiverConfig", "PolicyInputError",
            "check_camera_views"]

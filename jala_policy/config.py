@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .action_chunk import ACTION_DIM, HAND_SIDE
+from embodiment import ACTION_DIM, ACTION_DT, ACTION_HORIZON, HAND_SIDE
 
 PRESETS = ("internvl3-2b", "tiny")
 HAND_SIDES = ("left", "right")  # index = the perceiver's hand head (jala_policy.perceiver.LEFT_HAND / RIGHT_HAND)
@@ -124,7 +124,7 @@ class ActionHeadConfig:
     num_heads: int = 32
     hidden_size: int = 2048
     ff_mult: int = 4
-    action_horizon: int = 16
+    action_horizon: int = ACTION_HORIZON
     action_dim: int = ACTION_DIM
     state_dim: int = ACTION_DIM
     num_inference_steps: int = 4
@@ -192,7 +192,7 @@ class JalaPolicyConfig:
     # The camera frame size the policy was trained on (H, W). Frames of another size are refused rather than
     # silently resized to a different aspect ratio. None accepts any size.
     input_image_hw: tuple[int, int] | None = None
-    action_dt: float = 1.0 / 15.0  # seconds between consecutive actions of a chunk
+    action_dt: float = ACTION_DT  # seconds between consecutive actions of a chunk
     prompt_template: str = "{instruction}"
     # The embodiment's hand: picks the Latent State Perceiver's hand head in predict and post-training alike.
     hand_side: str = HAND_SIDE

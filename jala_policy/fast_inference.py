@@ -48,7 +48,7 @@ class FramePreprocessor:
     """uint8 frames (views, H, W, 3) -> (backbone pixels (views, 3, S, S), texture pixels (1, 3, s, s) of the
     first view), both normalised with the ImageNet statistics, in the policy's dtype on its device.
 
-    Matches ``JalaBackbone.preprocess_images`` and ``JalaPolicy._texture_pixels`` (bilinear, antialiased,
+    Matches ``JalaBackbone.preprocess_images`` and ``TextureEncoder.preprocess`` (bilinear, antialiased,
     align_corners=False) to float32 rounding: resizing is linear, so it runs on 0..255 values and the
     normalisation (x / 255 - mean) / std = x * a + b comes after it as one multiply-add."""
 

@@ -26,9 +26,13 @@ DINOV2_HF_REPO = "facebook/dinov2-base"
 class TextureEncoder(nn.Module):
     """Frozen DINOv2 patch features (N, tokens, dim) of uint8-derived, ImageNet-normalised images."""
 
-    def __init__(self, config: PerceiverConfig, *, load_weights: bool = True):
+    def __init__(self, config: PerceiverConfig, *, load_weights: bool = True, model: Dinov2Model | None = None):
+        """``model``: an already loaded DINOv2 (a saved policy's ``texture_encoder/``); else built from the
+        preset (``load_weights``: from ``encoder_weights_dir``)."""
         super().__init__()
-        if config.encoder_preset == "dinov2-base" and load_weights:
+        if model is not None:
+            self.model = model
+        elif config.encoder_preset == "dinov2-base" and load_weights:
             if not config.encoder_weights_dir:
                 from .backbone import MissingWeightsError
                 raise MissingWeightsError(
@@ -47,6 +51,10 @@ class TextureEncoder(nn.Module):
                                                   intermediate_size=64, image_size=config.encoder_image_size,
                                                   patch_size=14))
         self.image_size = config.encoder_image_size
+        from .backbone import IMAGENET_MEAN, IMAGENET_STD
+
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
@@ -59,6 +67,14 @@ class TextureEncoder(nn.Module):
         super().train(mode)
         self.model.eval()
         return self
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) RGB -> ImageNet-normalised float (N, 3, S, S) at ``image_size`` (bilinear,
+        antialiased): the one preprocessing for serving (JalaPolicy) and pretraining alike."""
+        x = images.to(self.pixel_mean.device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = nn.functional.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True,
+                                      align_corners=False)
+        return (x - self.pixel_mean) / self.pixel_std
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -21,9 +21,10 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import AutoTokenizer, Dinov2Model, InternVLForConditionalGeneration
 
-from .action_chunk import ARM_DOF, HAND_COMMAND_RANGE, HAND_DOF, ActionChunk
+from embodiment import ACTION_DIM, ARM_DOF, CHUNK_JOINT_NAMES, HAND_RANGE, action_limits
+from jala_runtime.chunk import TimedChunk
 from .action_head import FlowMatchingActionHead
-from .backbone import IMAGENET_MEAN, IMAGENET_STD, EncodedPrompt, JalaBackbone, MissingWeightsError
+from .backbone import EncodedPrompt, JalaBackbone, MissingWeightsError
 from .config import ConfigError, InferenceConfig, JalaPolicyConfig, read_json_file
 from .fast_inference import CudaGraphEulerSampler, FramePreprocessor, StageTimer
 from .normalization import NormalizationStats, PolicyNormalizer
@@ -31,8 +32,6 @@ from .perceiver import LEFT_HAND, RIGHT_HAND, LatentPerceiver, TextureEncoder
 
 # FR3 joint position limits [rad] (Franka FR3 datasheet) and the Inspire angle range: the default normalisation
 # range of the 13-D robot state/action before statistics of real demonstrations are computed.
-FR3_Q_MIN = np.array([-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159])
-FR3_Q_MAX = np.array([2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159])
 
 
 class PolicyInputError(ValueError):
@@ -53,10 +52,9 @@ def check_camera_views(num_views: int, cameras: Sequence[str]) -> None:
 
 def default_robot_stats(dim: int) -> NormalizationStats:
     """FR3 joint limits + Inspire 0..1000 for the 13-D layout; [-1, 1] identity for any other layout."""
-    if dim != ARM_DOF + HAND_DOF:
+    if dim != ACTION_DIM:
         return NormalizationStats.identity(dim)
-    lo = np.concatenate([FR3_Q_MIN, np.zeros(HAND_DOF)])
-    hi = np.concatenate([FR3_Q_MAX, np.full(HAND_DOF, 1000.0)])
+    lo, hi = action_limits()
     return NormalizationStats(lo, hi, (lo + hi) / 2, (hi - lo) / np.sqrt(12.0))
 
 
@@ -84,8 +82,6 @@ class JalaPolicy(nn.Module):
                                                          default_robot_stats(ah.action_dim))
         if self.normalizer.state.dim != ah.state_dim or self.normalizer.action.dim != ah.action_dim:
             raise ConfigError("normalisation statistics do not match the action head's state/action dims")
-        self.register_buffer("tex_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("tex_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._prompt_cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.last_timing: dict[str, float] = {}
         self.last_stage_timing: dict[str, float] = {}  # preprocess / vision / llm / head ms of the last predict
@@ -146,11 +142,7 @@ class JalaPolicy(nn.Module):
         dtype = dtype or default_dtype(device)
         model = InternVLForConditionalGeneration.from_pretrained(d / "backbone", dtype=dtype)
         backbone = JalaBackbone(config.backbone, config.motion, model, AutoTokenizer.from_pretrained(d / "backbone"))
-        texture = TextureEncoder.__new__(TextureEncoder)
-        nn.Module.__init__(texture)
-        texture.model = Dinov2Model.from_pretrained(d / "texture_encoder")
-        texture.image_size = config.perceiver.encoder_image_size
-        texture.model.requires_grad_(False)
+        texture = TextureEncoder(config.perceiver, model=Dinov2Model.from_pretrained(d / "texture_encoder"))
         policy = cls._assemble(config, backbone, texture, torch.device("cpu"), torch.float32,
                                PolicyNormalizer.load(d / "normalization.json"))
         heads = nn.ModuleDict({"state_perceiver": policy.state_perceiver, "action_head": policy.action_head})
@@ -180,10 +172,7 @@ class JalaPolicy(nn.Module):
 
     # --------------------------------------------------------------------------------------- embeddings
     def _texture_pixels(self, images: torch.Tensor) -> torch.Tensor:
-        s = self.texture_encoder.image_size
-        x = images.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        x = nn.functional.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-        return ((x - self.tex_mean) / self.tex_std).to(self.dtype)
+        return self.texture_encoder.preprocess(images).to(self.dtype)
 
     @property
     def hand(self) -> int:
@@ -315,13 +304,14 @@ class JalaPolicy(nn.Module):
 
     @torch.inference_mode()
     def predict(self, images, instruction: str, proprio, timestamp: float | None = None,
-                seed: int | None = None) -> ActionChunk:
+                seed: int | None = None) -> TimedChunk:
         """One action chunk for one observation.
 
         images: one HxWx3 uint8 RGB array per camera view (a bare array when there is one view);
         proprio: (state_dim,) robot state (default layout: 7 FR3 joint angles [rad] + 6 Inspire angles 0..1000);
         timestamp: time of the observation (default time.monotonic()); the chunk's actions apply at
-        timestamp + action_dt * (1..horizon). seed makes the sampled chunk reproducible (the same noise on
+        timestamp + action_dt * (1..horizon) (a ``TimedChunk`` stamped with ``timestamp``, columns named
+        ``embodiment.CHUNK_JOINT_NAMES`` for the robot layout, ``action_0..`` otherwise). seed makes the sampled chunk reproducible (the same noise on
         every path of ``config.inference``).
         """
         stamp = time.monotonic() if timestamp is None else float(timestamp)
@@ -350,9 +340,13 @@ class JalaPolicy(nn.Module):
                             "head_ms": (timer.last - backbone_done) * 1e3, "total_ms": (timer.last - timer.start) * 1e3}
         if not np.all(np.isfinite(actions)):
             raise FloatingPointError("the policy produced NaN/inf actions; refusing to return them")
-        if self.config.action_head.action_dim == ARM_DOF + HAND_DOF:
-            actions[:, ARM_DOF:] = np.clip(actions[:, ARM_DOF:], *HAND_COMMAND_RANGE)
-        return ActionChunk.at_rate(actions, stamp, self.config.action_dt)
+        dim = self.config.action_head.action_dim
+        if dim == ACTION_DIM:
+            # the hand cannot close past 0 or open past 1000 (an untrained head can ask for -12); arm targets are
+            # never clamped: the FR3 safety gate refuses what is out of its limits
+            actions[:, ARM_DOF:] = np.clip(actions[:, ARM_DOF:], *HAND_RANGE)
+        names = CHUNK_JOINT_NAMES if dim == ACTION_DIM else tuple(f"action_{i}" for i in range(dim))
+        return TimedChunk.at_rate(actions, stamp, self.config.action_dt, names)
 
     # ----------------------------------------------------------------------------------------- training
     def compute_loss(self, images: torch.Tensor, instructions: Sequence[str], proprio: torch.Tensor,

@@ -13,7 +13,8 @@ import pytest
 
 from hardware.franka import (FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, ArmSafetyGate, ArmSafetyLimits, FrankaArmConfig,
                              fr3_forward_kinematics)
-from hardware.interfaces import JointTrajectoryChunk, SafetyViolation
+from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES
+from hardware.interfaces import ChunkError, SafetyViolation, TimedChunk, arm_waypoints
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.safety
@@ -24,11 +25,15 @@ TIMES = DT * np.arange(1, N + 1)
 HOME = np.array([0.0, 0.0, 0.0, -1.57, 0.0, 1.57, 0.785])  # franky-sim's initial pose (DEFAULT_INITIAL_JOINT_POS)
 
 
-def smooth_move(q_start: np.ndarray, delta, times=TIMES) -> JointTrajectoryChunk:
-    """From q_start to q_start + delta along a smoothstep profile (rest to rest)."""
+STAMP = 1000.0  # the chunks' clock: the time of the observation they were computed from
+
+
+def smooth_move(q_start: np.ndarray, delta, times=TIMES) -> TimedChunk:
+    """From q_start to q_start + delta along a smoothstep profile (rest to rest), ``times`` after STAMP."""
     s = times / times[-1]
     s = 3 * s**2 - 2 * s**3
-    return JointTrajectoryChunk(times, q_start + np.outer(s, np.asarray(delta, dtype=float)))
+    return TimedChunk.from_relative(STAMP, times, q_start + np.outer(s, np.asarray(delta, dtype=float)),
+                                    ARM_JOINT_NAMES)
 
 
 def test_the_gate_imports_and_works_without_franky():
@@ -63,8 +68,42 @@ def gate():
 
 def test_gate_passes_a_valid_chunk_unchanged(gate):
     chunk = smooth_move(HOME, [0.1, -0.1, 0.1, 0.1, -0.1, 0.1, 0.1])
-    t, p = gate.check(chunk.times, chunk.positions, HOME)
-    assert np.array_equal(t, chunk.times) and np.array_equal(p, chunk.positions)  # no clipping
+    rel, pos = arm_waypoints(chunk, STAMP)
+    np.testing.assert_allclose(rel, TIMES, rtol=0, atol=1e-9)
+    t, p = gate.check(rel, pos, HOME)
+    assert np.array_equal(t, rel) and np.array_equal(p, chunk.positions)  # no clipping
+
+
+def test_arm_waypoints_feed_the_gate_from_a_full_action_chunk(gate):
+    """A policy chunk (13 columns: arm then hand, absolute times) reaches the gate as the FR3 columns with times
+    relative to now; waypoints already due are the caller's to drop (``upcoming``), never silently shifted."""
+    arm = smooth_move(HOME, [0.1, 0.0, -0.1, 0.0, 0.1, 0.0, 0.1]).positions
+    hand = np.full((N, 6), 500.0)
+    chunk = TimedChunk.at_rate(np.hstack([arm, hand]), STAMP, DT, CHUNK_JOINT_NAMES)
+    now = STAMP + 0.01
+    rel, pos = arm_waypoints(chunk, now)
+    assert pos.shape == (N, 7) and np.array_equal(pos, arm)
+    np.testing.assert_allclose(rel, TIMES - 0.01, atol=1e-9)
+    gate.check(rel, pos, HOME)
+    # reordered columns are put back into FR3 joint order
+    swapped = TimedChunk(chunk.times, np.hstack([hand, arm[:, ::-1]]),
+                         tuple(CHUNK_JOINT_NAMES[7:]) + tuple(ARM_JOINT_NAMES[::-1]), STAMP)
+    assert np.array_equal(arm_waypoints(swapped, now)[1], arm)
+    later = STAMP + 1.5 * DT  # waypoint 0 is past: the chunk must be trimmed first
+    with pytest.raises(ChunkError, match="in the past"):
+        arm_waypoints(chunk, later)
+    rest, dropped = chunk.upcoming(later)
+    assert dropped == 1 and arm_waypoints(rest, later)[1].shape == (N - 1, 7)
+    with pytest.raises(ChunkError, match="lacks joints"):
+        arm_waypoints(TimedChunk(chunk.times, hand, CHUNK_JOINT_NAMES[7:], STAMP), now)
+
+
+def test_fr3_limits_are_the_embodiments():
+    import embodiment
+
+    assert (FR3_Q_MIN, FR3_Q_MAX, FR3_DQ_MAX) == (embodiment.FR3_Q_MIN, embodiment.FR3_Q_MAX, embodiment.FR3_DQ_MAX)
+    lim = ArmSafetyLimits()
+    assert (lim.q_min, lim.q_max, lim.dq_max) == (embodiment.FR3_Q_MIN, embodiment.FR3_Q_MAX, embodiment.FR3_DQ_MAX)
 
 
 @pytest.mark.parametrize("joint", range(7))
@@ -165,7 +204,7 @@ def test_gate_rejects_nan_inf_shape_and_times(gate):
     with pytest.raises(SafetyViolation, match="max_horizon_s"):
         gate.check([6.0], [q], q)
     with pytest.raises(ValueError, match="NaN"):  # the chunk type refuses NaN on construction as well
-        JointTrajectoryChunk(np.array([0.1]), np.full((1, 7), np.nan))
+        TimedChunk.from_relative(STAMP, np.array([0.1]), np.full((1, 7), np.nan), ARM_JOINT_NAMES)
 
 
 def test_limits_and_config_validation():

@@ -50,7 +50,7 @@ def _head_inputs(head: FlowMatchingActionHead, context_len: int, context_dim: in
 def _predict(policy, inference: InferenceConfig, img, q, instruction=INSTR, seed=7) -> np.ndarray:
     policy.configure_inference(inference)
     try:
-        return policy.predict(img, instruction, q, seed=seed).actions
+        return policy.predict(img, instruction, q, seed=seed).positions
     finally:
         policy.configure_inference(InferenceConfig())
 
@@ -150,14 +150,14 @@ def test_a_changed_instruction_invalidates_the_instruction_cache(policy, obs):
     img, q = obs
     policy.configure_inference(InferenceConfig(fast=True))
     try:
-        first = policy.predict(img, INSTR, q, seed=3).actions
+        first = policy.predict(img, INSTR, q, seed=3).positions
         cached = policy._encoded_prompt
         assert cached is not None and cached.instruction == INSTR
-        assert np.array_equal(policy.predict(img, INSTR, q, seed=3).actions, first)
+        assert np.array_equal(policy.predict(img, INSTR, q, seed=3).positions, first)
         assert policy._encoded_prompt is cached  # reused while the instruction is unchanged
-        changed = policy.predict(img, "wipe the board", q, seed=3).actions
+        changed = policy.predict(img, "wipe the board", q, seed=3).positions
         assert policy._encoded_prompt is not cached and policy._encoded_prompt.instruction == "wipe the board"
-        back = policy.predict(img, INSTR, q, seed=3).actions
+        back = policy.predict(img, INSTR, q, seed=3).positions
     finally:
         policy.configure_inference(InferenceConfig())
     assert not np.allclose(changed, first, **ROBOT_TOL)
@@ -166,7 +166,7 @@ def test_a_changed_instruction_invalidates_the_instruction_cache(policy, obs):
     fresh = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW))
     fresh.load_state_dict(policy.state_dict())
     assert fresh._encoded_prompt is None and not fresh._prompt_cache
-    np.testing.assert_allclose(changed, fresh.predict(img, "wipe the board", q, seed=3).actions, **ROBOT_TOL)
+    np.testing.assert_allclose(changed, fresh.predict(img, "wipe the board", q, seed=3).positions, **ROBOT_TOL)
 
 
 def test_fast_predict_with_two_views_matches_eager(obs):

@@ -18,10 +18,11 @@ import time
 import numpy as np
 import pytest
 
+from embodiment import ARM_JOINT_NAMES, HAND_JOINT_NAMES
 from hardware.franka import (FR3_Q_MAX, FR3_Q_MIN, ArmSafetyGate, ArmSafetyLimits, FrankaArmConfig,
                              fr3_forward_kinematics)
 from hardware.franka.kinematics import FRANKA_HAND_F_T_EE
-from hardware.interfaces import Arm, DeviceError, JointTrajectoryChunk, SafetyViolation
+from hardware.interfaces import Arm, ChunkError, DeviceError, SafetyViolation, TimedChunk
 
 franky = pytest.importorskip("franky")
 pytest.importorskip("franky_sim")
@@ -38,17 +39,26 @@ TIMES = DT * np.arange(1, N + 1)
 HOME = np.array(DEFAULT_INITIAL_JOINT_POS)
 
 
+def fr3_chunk(times, positions) -> TimedChunk:
+    """A chunk of FR3 targets at ``times`` after now (time.monotonic(): the clock these tests run chunks on)."""
+    return TimedChunk.from_relative(time.monotonic(), times, positions, ARM_JOINT_NAMES)
 
-def ramp(q_start: np.ndarray, velocity, times=TIMES) -> JointTrajectoryChunk:
+
+def run(arm: FrankaArm, chunk: TimedChunk) -> None:
+    """Execute ``chunk`` as of its stamp: its waypoints run at their times_from_start, as before TimedChunk."""
+    arm.execute(chunk, chunk.stamp)
+
+
+def ramp(q_start: np.ndarray, velocity, times=TIMES) -> TimedChunk:
     """Constant-velocity targets from q_start: q_start + v * t_i."""
-    return JointTrajectoryChunk(times, q_start + np.outer(times, np.asarray(velocity, dtype=float)))
+    return fr3_chunk(times, q_start + np.outer(times, np.asarray(velocity, dtype=float)))
 
 
-def smooth_move(q_start: np.ndarray, delta, times=TIMES) -> JointTrajectoryChunk:
+def smooth_move(q_start: np.ndarray, delta, times=TIMES) -> TimedChunk:
     """From q_start to q_start + delta along a smoothstep profile (rest to rest)."""
     s = times / times[-1]
     s = 3 * s**2 - 2 * s**3
-    return JointTrajectoryChunk(times, q_start + np.outer(s, np.asarray(delta, dtype=float)))
+    return fr3_chunk(times, q_start + np.outer(s, np.asarray(delta, dtype=float)))
 
 
 def commanded_q(arm: FrankaArm) -> np.ndarray:
@@ -135,7 +145,7 @@ def ready_arm(arm):
         q = arm.read_state().q
         if np.abs(q - HOME).max() <= 0.35:
             break
-        arm.execute(smooth_move(q, np.clip(HOME - q, -0.5, 0.5)))  # max step 0.047 rad, 0.7 rad/s peak
+        run(arm, smooth_move(q, np.clip(HOME - q, -0.5, 0.5)))  # max step 0.047 rad, 0.7 rad/s peak
         settle(arm)
     return arm
 
@@ -182,7 +192,7 @@ def test_execute_chunk_reaches_final_target(ready_arm):
     sent = arm.motions_sent
     with SpeedLog(arm) as log:
         t_submit = time.monotonic()
-        arm.execute(chunk)
+        run(arm, chunk)
         assert time.monotonic() - t_submit < 0.1  # asynchronous
         assert arm.motions_sent == sent + 1
         settle(arm)
@@ -196,10 +206,38 @@ def test_execute_chunk_reaches_final_target(ready_arm):
     assert np.all(np.diff(progress) > -0.01)
 
 
+@pytest.mark.safety
+def test_execute_reads_the_chunk_on_the_callers_clock(ready_arm):
+    """execute(chunk, now): the FR3 columns of a full action chunk (arm + hand, any column order) run at their
+    times relative to ``now``; a chunk whose first waypoint is already due, a chunk without the FR3 joints, or
+    anything that is not a TimedChunk is refused before anything is sent."""
+    arm = ready_arm
+    q0 = arm.read_state().q
+    target = smooth_move(q0, [0.1, -0.1, 0.1, 0.1, 0.0, 0.1, 0.1])
+    names = HAND_JOINT_NAMES + ARM_JOINT_NAMES[::-1]
+    stamp = 50.0  # another clock than time.monotonic(): only times relative to now matter
+    full = TimedChunk.from_relative(stamp, TIMES, np.hstack([np.full((N, 6), 500.0), target.positions[:, ::-1]]),
+                                    names)
+    sent = arm.motions_sent
+    with pytest.raises(ChunkError, match="in the past"):
+        arm.execute(full, stamp + 1.5 * DT)  # waypoint 0 is due already
+    with pytest.raises(ChunkError, match="lacks joints"):
+        arm.execute(full.select(HAND_JOINT_NAMES), stamp)
+    with pytest.raises(TypeError, match="TimedChunk"):
+        arm.execute(target.positions, stamp)
+    assert arm.motions_sent == sent
+    rest, dropped = full.upcoming(stamp + 0.5 * DT)
+    assert dropped == 0
+    arm.execute(rest, stamp + 0.5 * DT)
+    assert arm.motions_sent == sent + 1
+    settle(arm)
+    np.testing.assert_allclose(arm.read_state().q, target.positions[-1], atol=0.01)
+
+
 def test_forward_kinematics_matches_robot_pose(ready_arm):
     """Our DH forward kinematics (used by the workspace gate) against the pose franky-sim reports."""
     arm = ready_arm
-    arm.execute(smooth_move(arm.read_state().q, [0.3, 0.25, -0.3, 0.3, 0.4, -0.3, 0.5]))
+    run(arm, smooth_move(arm.read_state().q, [0.3, 0.25, -0.3, 0.3, 0.4, -0.3, 0.5]))
     settle(arm)
     st = arm.robot.state  # one robot state: commanded q_d and the pose libfranka reports for it
     T_d = fr3_forward_kinematics(np.asarray(st.q_d), FRANKA_HAND_F_T_EE)  # franky-sim's TCP is the Franka Hand's
@@ -216,14 +254,14 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
     q0 = arm.read_state().q
     first = ramp(q0, v)
     with SpeedLog(arm) as log:
-        arm.execute(first)
+        run(arm, first)
         # preempt the first chunk (~1.07 s, 0.32 rad per moving joint) in its middle, by robot progress not wall
         # time, once the simulated joints (which lag the command, more so on a loaded machine) are up to speed
         wait_until(lambda: (commanded_q(arm) - q0) @ u > 0.5 * nominal * TIMES[-1]
                    and log.recent_speed(u) > 0.6 * nominal, timeout=3.0)
         second = ramp(commanded_q(arm), v)  # the same straight line, continued from where the command is
         t_submit = time.monotonic()
-        arm.execute(second)
+        run(arm, second)
         settle(arm)
     # speed along the line across the hand-over never drops (a stop-and-go would take it towards 0)
     _, _, dq_before = log.window(t_submit - 0.1, t_submit)
@@ -241,11 +279,11 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
 def test_preempting_with_a_different_target_ends_there(ready_arm):
     arm = ready_arm
     q0 = arm.read_state().q
-    arm.execute(smooth_move(q0, [0.3, 0.2, 0.0, 0.3, 0.0, 0.2, 0.0]))
+    run(arm, smooth_move(q0, [0.3, 0.2, 0.0, 0.3, 0.0, 0.2, 0.0]))
     time.sleep(0.35)
     q_now = arm.read_state().q
     second = smooth_move(q_now, [-0.15, 0.0, 0.2, 0.0, 0.25, -0.1, 0.3])
-    arm.execute(second)
+    run(arm, second)
     settle(arm)
     np.testing.assert_allclose(arm.read_state().q, second.positions[-1], atol=0.01)
 
@@ -255,7 +293,7 @@ def test_hold_stops_motion(ready_arm):
     arm = ready_arm
     q0 = arm.read_state().q
     chunk = ramp(q0, [0.4, 0.0, 0.4, 0.4, 0.0, 0.0, 0.0])
-    arm.execute(chunk)
+    run(arm, chunk)
     wait_until(lambda: np.abs(arm.read_state().dq).max() > 0.3, timeout=3.0)  # it is moving
     t0 = arm.robot.state.time.to_sec()  # robot clock: franky-sim slows down on a loaded machine
     arm.hold()  # returns once the stop motion has finished (DeviceTimeout after hold_timeout_s)
@@ -281,21 +319,21 @@ def test_hold_stops_motion(ready_arm):
 def test_error_is_surfaced_and_recover_clears_it(ready_arm):
     arm = ready_arm
     q0 = arm.read_state().q
-    arm.execute(ramp(q0, [0.3, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0]))
+    run(arm, ramp(q0, [0.3, 0.0, 0.0, 0.3, 0.0, 0.0, 0.0]))
     time.sleep(0.3)
     arm.robot.stop()  # fault injection: StopMove over the protocol -> the server preempts the move
     s = wait_until(lambda: (st := arm.read_state()).in_error and st, timeout=2.0)
     assert "libfranka" in s.error_message and "ControlException" in s.error_message
     sent = arm.motions_sent
     with pytest.raises(DeviceError, match="libfranka") as ei:
-        arm.execute(ramp(s.q, [0.1] * 7))
+        run(arm, ramp(s.q, [0.1] * 7))
     assert not isinstance(ei.value, SafetyViolation)
     assert arm.motions_sent == sent  # refused while in error
     arm.recover()
     s = arm.read_state()
     assert not s.in_error and s.error_message == ""
     target = smooth_move(s.q, [-0.1, 0.0, 0.1, -0.1, 0.0, 0.1, 0.0])
-    arm.execute(target)
+    run(arm, target)
     settle(arm)
     np.testing.assert_allclose(arm.read_state().q, target.positions[-1], atol=0.01)
 
@@ -309,7 +347,7 @@ def test_connection_loss_is_surfaced_and_recover_reconnects():
         arm2.connect()
         try:
             q = arm2.read_state().q
-            arm2.execute(ramp(q, [0.2, 0.0, 0.2, 0.2, 0.0, 0.0, 0.0]))
+            run(arm2, ramp(q, [0.2, 0.0, 0.2, 0.2, 0.0, 0.0, 0.0]))
             time.sleep(0.2)
             os.kill(sim2.proc.pid, signal.SIGSTOP)
             try:
@@ -320,12 +358,12 @@ def test_connection_loss_is_surfaced_and_recover_reconnects():
             with pytest.raises(DeviceError):
                 arm2.read_state()  # the connection is gone
             with pytest.raises(DeviceError, match="NetworkException"):
-                arm2.execute(ramp(q, [0.1] * 7))
+                run(arm2, ramp(q, [0.1] * 7))
             arm2.recover()  # reconnects
             s = arm2.read_state()
             assert not s.in_error
             target = smooth_move(s.q, [-0.1, 0.0, 0.1, 0.1, 0.0, 0.0, 0.0])
-            arm2.execute(target)
+            run(arm2, target)
             settle(arm2)
             np.testing.assert_allclose(arm2.read_state().q, target.positions[-1], atol=0.01)
         finally:
@@ -338,14 +376,14 @@ def _violations(q: np.ndarray):
     beyond[3] = FR3_Q_MAX[3] + 0.05  # joint 4 above its upper limit (-0.1518)
     out = {}
     steps = np.linspace(0, 1, N)[:, None]
-    out["position"] = JointTrajectoryChunk(TIMES, q + steps * (beyond - q))
+    out["position"] = fr3_chunk(TIMES, q + steps * (beyond - q))
     fast = np.tile(q, (N, 1))
     fast[5:, 0] += 0.19  # joint 1: 0.19 rad between waypoints 4 and 5 (1/15 s) = 2.85 rad/s > 2.62 rad/s
-    out["velocity"] = JointTrajectoryChunk(TIMES, fast)
+    out["velocity"] = fr3_chunk(TIMES, fast)
     slow_t = 0.5 * np.arange(1, 6)  # 2.5 s horizon
     slow_big_step = np.tile(q, (5, 1))
     slow_big_step[:, 2] += 0.15 * np.arange(1, 6)  # 0.15 rad per 0.5 s: slow, but each step > max_step 0.1
-    out["step"] = JointTrajectoryChunk(slow_t, slow_big_step)
+    out["step"] = fr3_chunk(slow_t, slow_big_step)
     nan = ramp(q, [0.1] * 7)
     nan.positions[7, 4] = np.nan  # arrays are mutable: the gate must not trust the chunk's own check
     out["nan"] = nan
@@ -371,7 +409,7 @@ def test_refused_chunks_never_reach_the_robot(ready_arm, kind):
     q_cmd = commanded_q(arm)
     try:
         with pytest.raises(SafetyViolation) as ei:
-            arm.execute(chunk)
+            run(arm, chunk)
     finally:
         arm.gate = saved
     msg = str(ei.value)
@@ -388,7 +426,7 @@ def test_refused_chunks_never_reach_the_robot(ready_arm, kind):
     if kind == "position":
         arm.recover()  # recover() after a refused command is harmless ...
         ok = smooth_move(s1.q, [0.05] * 7)  # ... and the arm still takes valid chunks
-        arm.execute(ok)
+        run(arm, ok)
         settle(arm)
         np.testing.assert_allclose(arm.read_state().q, ok.positions[-1], atol=0.01)
 
@@ -403,7 +441,7 @@ def test_time_scale_is_applied_before_the_gate(ready_arm):
     arm.config.time_scale = 0.5
     try:
         with pytest.raises(SafetyViolation, match="joint 1 .*over the velocity limit"):
-            arm.execute(chunk)
+            run(arm, chunk)
     finally:
         arm.config.time_scale = saved
     assert arm.motions_sent == sent

@@ -205,7 +205,11 @@ def test_missing_serial_port_for_rtu(capsys, tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("robot: {ip: 127.0.0.1, prot: 1000}\n", "unknown keys in robot"),
-    ("hand: {transport: can}\n", "hand.transport"),
+    ("hand: {transport: can}\n", "hand: invalid InspireHandConfig: transport must be one of"),
+    ("hand: {transport: tcp, prot: 6000}\n", "unknown keys in hand: ['prot']"),
+    ("robot: {ip: 127.0.0.1, port: 70000}\n", "port must be an integer in 1..65535"),
+    ("robot: {kind: ur5e, ip: 127.0.0.1}\n", "known arm kinds: ['franka_fr3'"),
+    ("cameras: [{serial: f123, color_fps: 7}]\n", "is not an L515 colour profile"),
     ("cameras: [{name: wrist}]\n", "cameras[0] needs a serial"),
     ("timeout_s: 0\n", "timeout_s"),
 ])

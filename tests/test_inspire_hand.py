@@ -18,8 +18,9 @@ from hardware.interfaces import DeviceError, DeviceTimeout, Hand, HandState, Saf
 from hardware.inspire import registers as R
 from hardware.inspire.config import InspireHandConfig
 from hardware.inspire.driver import InspireHand
-from hardware.inspire.emulator import (HandPlant, InspireEmulatorConfig, InspireHandEmulator, PlantCommand,
-                                       PlantReading, speed_to_deg_per_s)
+from hardware.inspire.emulator import InspireHandEmulator
+from hardware.inspire.emulator_config import InspireEmulatorConfig
+from hardware.inspire.plant import HandPlant, PlantCommand, PlantReading, speed_to_deg_per_s
 from tests.helpers import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -621,7 +622,7 @@ def test_emulator_command_line_bad_port_is_one_line_and_exit_2(case):
 
 def test_emulator_command_line_port_taken_after_the_check_is_one_line_too(monkeypatch, capsys):
     """The port is free when checked but taken before the listen (a race): still one line and exit code 2."""
-    from hardware.inspire import emulator as emulator_module
+    from hardware.inspire import emulator_cli as emulator_module
 
     real_check = emulator_module._tcp_listen_problem
     calls = []

@@ -343,7 +343,7 @@ def test_view_check_refuses_any_mismatch_with_one_message():
 
 
 def test_sim_evaluation_refuses_a_one_view_checkpoint_on_two_camera_wipe_board(tmp_path):
-    from hardware.sim.evaluate import evaluate
+    from evaluation.simulated import evaluate
 
     torch.manual_seed(0)
     JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", num_views=1), device="cpu").save_pretrained(tmp_path / "c")
@@ -361,8 +361,8 @@ def test_state_latents_use_the_configured_hand_in_predict_and_post_training(poli
     hands = []
     handle = policy.state_perceiver.register_forward_pre_hook(lambda _m, args: hands.append(args[2]))
     try:
-        a_left = left.predict(img, INSTR, q, seed=0).actions
-        a_right = policy.predict(img, INSTR, q, seed=0).actions
+        a_left = left.predict(img, INSTR, q, seed=0).positions
+        a_right = policy.predict(img, INSTR, q, seed=0).positions
         images = torch.from_numpy(img)[None, None]
         left.compute_loss(images, [INSTR], torch.tensor(q[None]), torch.tensor(q[None, None]).repeat(1, 16, 1))
     finally:

@@ -40,8 +40,8 @@ def test_non_default_normalization_survives_save_and_load(saved):
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (*IMG_HW, 3), dtype=np.uint8)
     q = np.array([0.0, -0.3, 0.0, -2.0, 0.0, 1.8, 0.8, 1000, 1000, 1000, 1000, 900, 500], dtype=np.float64)
-    a = policy.predict(img, "water the plant", q, seed=1).actions
-    b = loaded.predict(img, "water the plant", q, seed=1).actions
+    a = policy.predict(img, "water the plant", q, seed=1).positions
+    b = loaded.predict(img, "water the plant", q, seed=1).positions
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 

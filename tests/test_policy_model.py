@@ -3,12 +3,14 @@ import numpy as np
 import pytest
 import torch
 
-from jala_policy import ActionChunk, ConfigError, JalaPolicy, JalaPolicyConfig, PolicyInputError
+from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES
+from jala_policy import ConfigError, JalaPolicy, JalaPolicyConfig, PolicyInputError
 from jala_policy.action_head import FlowMatchingActionHead
 from jala_policy.backbone import JalaBackbone, MissingWeightsError, image_features
 from jala_policy.config import ActionHeadConfig, BackboneConfig, MotionVocabConfig, PerceiverConfig
 from jala_policy.motion_tokens import MotionVocabulary
 from jala_policy.perceiver import LEFT_HAND, RIGHT_HAND, LatentPerceiver, ema_update_perceivers
+from jala_runtime.chunk import TimedChunk
 from tests.helpers import sample_observation, tiny_policy
 
 IMG_HW = (48, 64)
@@ -216,10 +218,10 @@ def test_action_head_config_validation():
 def test_predict_shapes_dtypes_and_timestamps(policy, obs):
     img, q = obs
     chunk = policy.predict(img, INSTR, q, timestamp=10.0, seed=0)
-    assert isinstance(chunk, ActionChunk)
-    assert chunk.actions.shape == (16, 13) and chunk.actions.dtype == np.float32
-    np.testing.assert_allclose(chunk.timestamps, 10.0 + policy.config.action_dt * np.arange(1, 17))
-    assert chunk.arm.shape == (16, 7) and chunk.hand.shape == (16, 6)
+    assert isinstance(chunk, TimedChunk) and chunk.stamp == 10.0 and chunk.joint_names == CHUNK_JOINT_NAMES
+    assert chunk.positions.shape == (16, 13) and chunk.positions.dtype == np.float64
+    np.testing.assert_allclose(chunk.times, 10.0 + policy.config.action_dt * np.arange(1, 17))
+    assert chunk.select(ARM_JOINT_NAMES).positions.shape == (16, 7)
     assert policy.dtype == torch.float32  # fp32 on CPU
     assert set(policy.last_timing) == {"backbone_ms", "head_ms", "total_ms"}
     emb = policy.predictive_embeddings(torch.from_numpy(img)[None, None], [INSTR])
@@ -228,18 +230,18 @@ def test_predict_shapes_dtypes_and_timestamps(policy, obs):
 
 def test_seeded_prediction_is_reproducible(policy, obs):
     img, q = obs
-    a = policy.predict(img, INSTR, q, seed=3).actions
-    b = policy.predict(img, INSTR, q, seed=3).actions
-    c = policy.predict(img, INSTR, q, seed=4).actions
+    a = policy.predict(img, INSTR, q, seed=3).positions
+    b = policy.predict(img, INSTR, q, seed=3).positions
+    c = policy.predict(img, INSTR, q, seed=4).positions
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_prediction_depends_on_image_and_instruction(policy, obs):
     img, q = obs
-    a = policy.predict(img, INSTR, q, seed=0).actions
-    assert not np.array_equal(a, policy.predict(255 - img, INSTR, q, seed=0).actions)
-    assert not np.array_equal(a, policy.predict(img, "wipe the board", q, seed=0).actions)
+    a = policy.predict(img, INSTR, q, seed=0).positions
+    assert not np.array_equal(a, policy.predict(255 - img, INSTR, q, seed=0).positions)
+    assert not np.array_equal(a, policy.predict(img, "wipe the board", q, seed=0).positions)
 
 
 def test_save_load_round_trip_gives_identical_outputs(policy, obs, tmp_path):
@@ -249,8 +251,8 @@ def test_save_load_round_trip_gives_identical_outputs(policy, obs, tmp_path):
     assert (tmp_path / "ckpt" / "policy_heads.safetensors").is_file()
     assert list((tmp_path / "ckpt" / "backbone").glob("*.safetensors"))
     loaded = JalaPolicy.from_pretrained(tmp_path / "ckpt", device="cpu")
-    np.testing.assert_array_equal(policy.predict(img, INSTR, q, seed=7).actions,
-                                  loaded.predict(img, INSTR, q, seed=7).actions)
+    np.testing.assert_array_equal(policy.predict(img, INSTR, q, seed=7).positions,
+                                  loaded.predict(img, INSTR, q, seed=7).positions)
     assert loaded.config.to_dict() == policy.config.to_dict()
 
 
@@ -258,7 +260,7 @@ def test_two_view_policy(obs):
     img, q = obs
     p = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", num_views=2))
     chunk = p.predict([img, img[::-1].copy()], "wipe the board", q, seed=0)
-    assert chunk.actions.shape == (16, 13)
+    assert chunk.positions.shape == (16, 13)
     with pytest.raises(PolicyInputError, match="expected 2 camera"):
         p.predict(img, "wipe the board", q)
 
@@ -352,7 +354,7 @@ def test_predict_clamps_hand_targets_into_the_hands_range_but_never_the_arm(obs)
     # a very wide action range: the random head's outputs land far outside 0..1000 and far beyond +-3 rad
     lo, hi = np.full(dim, -5000.0), np.full(dim, 5000.0)
     p.set_normalization(p.normalizer.state, NormalizationStats(lo, hi, np.zeros(dim), np.ones(dim)))
-    a = p.predict(img, INSTR, q, seed=0).actions
+    a = p.predict(img, INSTR, q, seed=0).positions
     assert a[:, 7:].min() >= 0.0 and a[:, 7:].max() <= 1000.0
     assert np.any((a[:, 7:] == 0.0) | (a[:, 7:] == 1000.0))  # it did clamp
     assert np.abs(a[:, :7]).max() > 1000.0  # arm targets untouched

@@ -163,8 +163,8 @@ class Rig:
         ``hand[0]`` to ``hand[1]`` (keep changing); ``jump``: rad added to joint 1 at every waypoint (a velocity
         jump from the measured position); ``names``: the joint names to send; ``stamp_age``: the observation
         stamp lies this far in the past; ``first_at``: the first waypoint's time from now (default duration/n)."""
-        from jala_ros.conversions import chunk_to_trajectory
-        from jala_ros.core import CHUNK_JOINT_NAMES
+        from jala_ros.conversions import trajectory_msg
+        from embodiment import CHUNK_JOINT_NAMES
 
         q0 = self.latest_q()
         now = self.obs.get_clock().now().nanoseconds * 1e-9
@@ -177,7 +177,7 @@ class Rig:
         if nan_at is not None:
             actions[nan_at] = np.nan
         stamp = now - stamp_age
-        self.chunk_pub.publish(chunk_to_trajectory(actions, ts, stamp, tuple(names or CHUNK_JOINT_NAMES)))
+        self.chunk_pub.publish(trajectory_msg(actions, ts, stamp, tuple(names or CHUNK_JOINT_NAMES)))
         return q0
 
     def speeds_after(self, t0: float) -> tuple[float, float]:
@@ -257,11 +257,12 @@ def _detection_delay(rig, key: str) -> float:
 
 
 def test_supervisor_runs_with_its_default_timeouts(rig):
-    from jala_ros.parameters import SUPERVISOR_DEFAULTS
+    from jala_ros.parameters import SupervisorNodeConfig, defaults_of
 
+    defaults = defaults_of(SupervisorNodeConfig)
     for key in ("camera_timeout_ms", "joint_state_timeout_ms", "policy_timeout_ms"):
-        assert rig.sup.p[key] == SUPERVISOR_DEFAULTS[key]
-    assert SUPERVISOR_DEFAULTS["camera_timeout_ms"] == 250.0 and SUPERVISOR_DEFAULTS["joint_state_timeout_ms"] == 250.0
+        assert rig.sup.p[key] == defaults[key]
+    assert defaults["camera_timeout_ms"] == 250.0 and defaults["joint_state_timeout_ms"] == 250.0
 
 
 def test_estop_holds_arm_and_hand_within_100ms(rig):
@@ -371,14 +372,14 @@ def test_velocity_jump_is_refused_by_the_safety_gate_over_dds(rig):
 
 
 def test_arm_chunk_with_a_wrong_joint_name_is_refused(rig):
-    from jala_ros.core import CHUNK_JOINT_NAMES
+    from embodiment import CHUNK_JOINT_NAMES
 
     names = ["fr3_joint_3" if n == "fr3_joint3" else n for n in CHUNK_JOINT_NAMES]
     _bad_chunk_case(rig, rig.arm, lambda: rig.publish_move(0.1, 1.0, names=names), ("fr3_joint3", "lacks"))
 
 
 def test_hand_chunk_with_a_wrong_joint_name_is_refused(rig):
-    from jala_ros.core import CHUNK_JOINT_NAMES
+    from embodiment import CHUNK_JOINT_NAMES
 
     names = ["inspire_indx" if n == "inspire_index" else n for n in CHUNK_JOINT_NAMES]
     _bad_chunk_case(rig, rig.hand, lambda: rig.publish_move(0.0, 1.0, names=names), ("inspire_index", "lacks"))
@@ -427,8 +428,8 @@ def test_device_node_holds_when_its_threads_were_stalled(rig):
     """The stall guard: when the node's threads did not run for longer than stall_hold_s, the device holds
     before anything queued runs (here the stall is simulated by ageing the guard's last tick)."""
     q0 = rig.start_motion(0.4, 2.0)
-    with rig.arm._lock:
-        rig.arm._tick -= rig.arm.p["stall_hold_s"] + 0.5
+    with rig.arm.follower.lock:
+        rig.arm.follower._tick -= rig.arm.p["stall_hold_s"] + 0.5
     rig.wait(lambda: rig.arm.held, 1.0, "the arm to hold after the stall")
     assert "stalled" in rig.arm.hold_reason
     rig.wait(lambda: rig.sup.holding and "stalled" in rig.sup.hold_reason, 2.0, "the supervisor to hold")
@@ -464,13 +465,13 @@ def test_joint_states_carry_the_time_the_device_measured_them(rig):
         rig.wait(lambda: len(ages) > 20, 5.0, "hand joint states")
         fresh = float(np.median(ages))
         real_hand = rig.hand.device
-        rig.hand.device = OldStates(real_hand)
+        rig.hand.follower.device = OldStates(real_hand)
         try:
             n = len(ages)
             rig.wait(lambda: len(ages) > n + 20, 5.0, "hand joint states")
             old = float(np.median(ages[n + 5:]))
         finally:
-            rig.hand.device = real_hand
+            rig.hand.follower.device = real_hand
     finally:
         rig.obs.destroy_subscription(sub)
     assert fresh < 0.05, f"fresh states arrive {fresh * 1e3:.1f} ms after their stamp"

@@ -1,5 +1,5 @@
 """The ROS 2 runtime without a running graph: node specs, launch vs runner parity, packaging, DDS loopback
-profile, and the plain-Python runtime logic (chunk validation, waypoint alignment, watchdog, hand player)."""
+profile (the plain-Python runtime core is tested in tests/runtime)."""
 from __future__ import annotations
 
 import ast
@@ -11,7 +11,6 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -25,8 +24,6 @@ from jala_bringup.graph import (GraphArgs, build_graph, launch_node_kwargs, para
 from jala_bringup.launch_support import LAUNCH_ARGUMENTS, graph_args_from_strings  # noqa: E402
 from jala_bringup.ros_env import loopback_env  # noqa: E402
 from jala_bringup.run import GraphProcesses  # noqa: E402
-from jala_ros.core import (CHUNK_JOINT_NAMES, ChunkError, HandPlayer, TimedChunk, Watchdog,  # noqa: E402
-                           next_inference_time)
 
 REAL = dict(sim=False, robot_ip="172.16.0.2", hand_transport="rtu", hand_serial_port="/dev/ttyUSB1")
 
@@ -67,7 +64,9 @@ def test_wipe_board_uses_two_cameras_and_realsense_topic_names():
 
 def test_graph_refuses_bad_arguments():
     with pytest.raises(ValueError, match="robot_ip"):
-        GraphArgs(task="water_plant", sim=False)
+        build_graph(GraphArgs(task="water_plant", sim=False))
+    with pytest.raises(ValueError, match="hand_transport"):
+        GraphArgs(task="water_plant", hand_transport="usb")
     with pytest.raises(ValueError, match="unknown task"):
         GraphArgs(task="fold_laundry")
     with pytest.raises(ValueError, match="serial"):
@@ -98,15 +97,93 @@ def test_runner_commands_and_launch_nodes_carry_the_same_specs(task, sim, tmp_pa
 
 def test_launch_argument_defaults_give_the_runner_graph():
     """Launch files convert their (string) arguments to the same GraphArgs the runner builds."""
+    from jala_bringup.cli import build_parser, graph_args_from_options
+
     values = {k: v for k, (v, _) in LAUNCH_ARGUMENTS.items()}
     values["checkpoint"] = "/ckpt"
     for task in graph.TASKS:
         from_launch = build_graph(graph_args_from_strings(task, values))
-        from_runner = build_graph(GraphArgs(task=task, checkpoint="/ckpt", device="auto", seed=0, variant="seen"))
-        assert from_launch == from_runner
-    real = dict(values, sim="false", robot_ip="10.0.0.2", camera_serials="1,2")
+        from_runner = build_graph(GraphArgs(task=task, checkpoint="/ckpt"))
+        from_cli = build_graph(graph_args_from_options(build_parser().parse_args([task, "--checkpoint", "/ckpt"])))
+        assert from_launch == from_runner == from_cli
+    real = dict(values, sim="false", robot_ip="10.0.0.2", camera_serials="1,2", hand_host="10.0.0.9",
+                hand_port="502", hand_transport="tcp")
     specs = build_graph(graph_args_from_strings("wipe_board", real))
     assert [s.parameters["serial"] for s in specs if s.role == "camera"] == ["1", "2"]
+    hand = next(s for s in specs if s.role == "hand").parameters
+    assert (hand["host"], hand["port"], hand["transport"]) == ("10.0.0.9", 502, "tcp")
+    cli = graph_args_from_options(build_parser().parse_args(
+        ["wipe_board", "--real", "--robot-ip", "10.0.0.2", "--camera-serials", "1,2", "--hand-host", "10.0.0.9",
+         "--hand-port", "502", "--hand-transport", "tcp", "--checkpoint", "/ckpt"]))
+    assert build_graph(cli) == specs
+
+
+# ------------------------------------------------------------------------------- parameters, declared once
+def _all_fields():
+    import dataclasses
+
+    from jala_ros.parameters import NODE_CONFIGS
+
+    return {exe: {f.name: f for f in dataclasses.fields(cls)} for exe, cls in NODE_CONFIGS.items()}
+
+
+def test_launch_arguments_cli_options_and_graph_args_are_generated_from_the_node_dataclasses():
+    """Every launch argument (but the launch's own) and every runner option of a node parameter is a node config
+    field's ``arg`` metadata, maps onto that existing field, and is a GraphArgs field; nothing else."""
+    import dataclasses
+
+    from jala_bringup.arguments import ROLE_EXECUTABLES, graph_arguments
+    from jala_bringup.cli import build_parser
+    from jala_bringup.launch_support import LAUNCH_OWN_ARGUMENTS
+
+    fields = _all_fields()
+    marked = {f.metadata["arg"]: (exe, name) for exe, fs in fields.items() for name, f in fs.items()
+              if f.metadata.get("arg")}
+    args = graph_arguments()
+    assert {a.name for a in args} == set(marked)
+    for a in args:
+        exe = ROLE_EXECUTABLES[a.role]
+        assert marked[a.name] == (exe, a.field) and a.field in fields[exe]
+        assert a.default == fields[exe][a.field].default or a.default == fields[exe][a.field].default_factory()
+    assert set(LAUNCH_ARGUMENTS) == set(LAUNCH_OWN_ARGUMENTS) | set(marked)
+    assert set(marked) >= {"checkpoint", "device", "instruction", "autostart", "seed", "variant", "robot_ip",
+                           "hand_transport", "hand_host", "hand_port", "hand_serial_port", "camera_serials"}
+    assert {f.name for f in dataclasses.fields(GraphArgs)} == {"task", "sim", "overrides"} | set(marked)
+    options = {a.dest for a in build_parser()._actions}
+    assert {a.name for a in args if a.cli} <= options
+    assert "autostart" not in options  # a launch argument only (the runner starts the policy itself)
+    # ROS parameter names = driver config field names (no alias table): the hand's host/port
+    assert (marked["hand_host"], marked["hand_port"]) == (("hand_node", "host"), ("hand_node", "port"))
+
+
+def test_changing_a_dataclass_default_changes_launch_cli_and_node_parameters(monkeypatch):
+    """One default, written once: the hand's Modbus port default (from embodiment) reaches the launch argument's
+    description, the runner option's help, the node's declared default and the graph's parameters."""
+    from embodiment import INSPIRE_MODBUS_PORT
+    from jala_bringup.arguments import launch_arguments
+    from jala_bringup.cli import build_parser
+    from jala_ros import parameters
+
+    port = _all_fields()["hand_node"]["port"]
+    assert port.default == INSPIRE_MODBUS_PORT == parameters.defaults_of(parameters.HandNodeConfig)["port"]
+    assert _all_fields()["policy_node"]["execute_steps"].default == __import__("embodiment").EXECUTE_STEPS
+    monkeypatch.setattr(port, "default", 5020)
+    assert "5020" in launch_arguments()["hand_port"][1]
+    assert "5020" in build_parser().format_help()
+    assert parameters.defaults_of(parameters.HandNodeConfig)["port"] == 5020
+    # not given anywhere: the graph leaves it to the node, which declares the dataclass default
+    hand = next(s for s in build_graph(GraphArgs(task="water_plant", **REAL)) if s.role == "hand").parameters
+    assert "port" not in hand
+    assert build_graph(GraphArgs(task="water_plant", **REAL, hand_port=6001))[2].parameters["port"] == 6001
+
+
+def test_task_configs_use_node_field_names_only():
+    """config/*.yaml sections are checked against the dataclass fields; renamed parameters are errors."""
+    with pytest.raises(graph.ConfigError, match="'width'.*color_width"):
+        graph.check_task_config({"camera": {"width": 640}}, "x.yaml")
+    with pytest.raises(graph.ConfigError, match="hand_host"):
+        graph.check_task_config({"hand": {"hand_host": "10.0.0.1"}}, "x.yaml")
+    graph.check_task_config({"hand": {"host": "10.0.0.1", "port": 502}}, "x.yaml")
 
 
 def test_launch_files_build_a_launch_description():
@@ -166,17 +243,21 @@ def test_device_factory_builds_the_real_driver_configs():
     from jala_ros import devices
 
     pytest.importorskip("hardware.inspire.driver")
-    hand = devices.make_real_hand({"transport": "rtu", "hand_host": "10.0.0.9", "hand_port": 502,
-                                   "serial_port": "/dev/ttyUSB3"}, '{"device_id": 2}')
-    assert (hand.config.transport, hand.config.serial_port, hand.config.device_id) == ("rtu", "/dev/ttyUSB3", 2)
+    from jala_ros.parameters import CameraNodeConfig, HandNodeConfig, defaults_of, driver_params
+
+    hand_p = {**defaults_of(HandNodeConfig), "transport": "rtu", "host": "10.0.0.9", "port": 502, "serial_port": "/dev/ttyUSB3"}
+    assert driver_params(HandNodeConfig, hand_p) == {"transport": "rtu", "host": "10.0.0.9", "port": 502,
+                                                     "serial_port": "/dev/ttyUSB3"}
+    hand = devices.make_real_hand(driver_params(HandNodeConfig, hand_p), '{"device_id": 2}')
+    assert (hand.config.transport, hand.config.host, hand.config.port, hand.config.serial_port,
+            hand.config.device_id) == ("rtu", "10.0.0.9", 502, "/dev/ttyUSB3", 2)
     from hardware.realsense import RealSenseCameraConfig
 
     cam = next(s for s in build_graph(GraphArgs(task="water_plant", **REAL)) if s.role == "camera").parameters
-    cfg = devices.build_config(RealSenseCameraConfig, {"serial": "f0123", "camera_name": "front", "width": cam["width"],
-                                                       "height": cam["height"], "fps": cam["fps"],
-                                                       "enable_depth": False})  # the configured profile is valid
+    cam = {**defaults_of(CameraNodeConfig), **cam, "serial": "f0123", "camera_name": "front"}
+    cfg = devices.build_config(RealSenseCameraConfig, driver_params(CameraNodeConfig, cam))  # a valid profile
     assert (cfg.serial, cfg.name, cfg.color_width, cfg.color_height, cfg.color_fps, cfg.enable_depth) == (
-        "f0123", "front", cam["width"], cam["height"], cam["fps"], False)
+        "f0123", "front", cam["color_width"], cam["color_height"], cam["color_fps"], False)
     from hardware.franka import FrankaArmConfig
 
     assert devices.build_config(FrankaArmConfig, {"robot_ip": "172.16.0.9"}).robot_ip == "172.16.0.9"
@@ -239,102 +320,6 @@ def test_dds_sockets_bind_to_loopback_only(tmp_path):
     socks = lines["SOCKETS"].split()
     assert socks, "no UDP sockets found"
     assert all(s.startswith("127.0.0.1:") for s in socks), socks
-
-
-# ---------------------------------------------------------------------------------------------- core logic
-def test_chunk_validation_names_the_bad_value():
-    names = CHUNK_JOINT_NAMES
-    pos = np.zeros((16, 13))
-    tfs = np.arange(1, 17) / 15
-    ok = TimedChunk.from_parts(100.0, tfs, pos, names)
-    assert np.allclose(ok.times, 100.0 + tfs)
-    pos[3, 8] = np.nan
-    with pytest.raises(ChunkError, match=r"waypoint 3 joint inspire_ring"):
-        TimedChunk.from_parts(100.0, tfs, pos, names)
-    with pytest.raises(ChunkError, match="increasing"):
-        TimedChunk.from_parts(100.0, tfs[::-1], np.zeros((16, 13)), names)
-    with pytest.raises(ChunkError, match="lacks joints"):
-        TimedChunk.from_parts(100.0, tfs, np.zeros((16, 2)), ("a", "b")).select(("fr3_joint1",))
-
-
-def test_past_waypoints_are_dropped_and_times_made_relative():
-    tfs = np.arange(1, 17) / 15
-    chunk = TimedChunk.from_parts(100.0, tfs, np.arange(16 * 13, dtype=float).reshape(16, 13), CHUNK_JOINT_NAMES)
-    now = 100.0 + 0.2  # 3 waypoints (0.067, 0.133, 0.2) are due
-    rel, keep, dropped = chunk.upcoming(now, min_lead=0.0)
-    assert dropped == 3 and keep[0] == 3 and np.allclose(rel, tfs[3:] - 0.2)
-    rel, keep, dropped = chunk.upcoming(now, min_lead=0.05)  # 0.2667 is only 0.0667 ahead: kept; 0.25 lead drops it
-    assert dropped == 3
-    rel, keep, dropped = chunk.upcoming(100.0 + 2.0)
-    assert keep.size == 0 and dropped == 16
-
-
-def test_next_chunk_is_started_one_latency_before_the_switch_point():
-    # chunk from an observation at t=10 s, 15 Hz, switch after 8 actions (t = 10.533), 120 ms latency
-    assert next_inference_time(10.0, 1 / 15, 8, 0.12) == pytest.approx(10.0 + 8 / 15 - 0.12)
-    assert next_inference_time(10.0, 1 / 15, 8, 5.0) == 10.0  # slower than a chunk: start at once
-
-
-def test_watchdog_detects_stale_inputs_and_respects_activation():
-    wd = Watchdog(now=0.0)
-    wd.add("camera", 0.25, now=0.0, grace=1.0)
-    wd.add("policy", 1.0, active=False, now=0.0)
-    assert wd.check(now=1.2) == []  # in the start-up grace
-    faults = wd.check(now=1.3)
-    assert [f.source for f in faults] == ["camera"] and "no message yet" in faults[0].reason
-    wd.feed("camera", t=2.0)
-    assert wd.check(now=2.2) == []
-    faults = wd.check(now=2.3)
-    assert faults and "300 ms ago" in faults[0].reason
-    wd.feed("camera", t=5.0)
-    wd.set_active("policy", True, now=5.0)
-    assert wd.check(now=5.2) == [] and [f.source for f in wd.check(now=6.1)] == ["camera", "policy"]
-    wd.set_active("camera", False)
-    assert [f.source for f in wd.check(now=6.1)] == ["policy"]
-    wd.set_active("camera", True, now=6.1, keep_last=True)  # stale while inactive: faults at once
-    assert "camera" in [f.source for f in wd.check(now=6.1)]
-
-
-def test_hand_player_commands_each_target_during_its_interval():
-    """With the simulated hand (not running physics), the player sets target i during (t[i-1], t[i]]."""
-    pytest.importorskip("hardware.sim.world")
-    from hardware.sim.world import SimWorld, SimWorldConfig
-
-    world = SimWorld(SimWorldConfig(task="water_plant", render_width=32, render_height=24))
-    try:
-        player = HandPlayer(world.hand)
-        t0 = time.monotonic()
-        targets = np.array([[900.0] * 6, [700.0] * 6, [500.0] * 6])
-        player.load(t0 + np.array([0.15, 0.30, 0.45]), targets)
-        seen = []
-        end = t0 + 0.6
-        while time.monotonic() < end:
-            seen.append((time.monotonic() - t0, float(world.hand_ctrl.target[0])))
-            time.sleep(0.005)
-        player.close()
-    finally:
-        world.close()
-
-    def target_at(t):
-        return next(v for tt, v in seen if tt >= t)
-
-    assert target_at(0.05) == 900.0 and target_at(0.22) == 700.0 and target_at(0.38) == 500.0
-    assert seen[-1][1] == 500.0  # the last target stays commanded
-
-
-def test_demo_checkpoint_statistics_centre_on_home():
-    from jala_policy.demo_checkpoint import FR3_HOME, demo_action_stats, resolve_centre
-
-    torch = pytest.importorskip("torch")
-    assert np.allclose(FR3_HOME, [0, -np.pi / 4, 0, -3 * np.pi / 4, 0, np.pi / 2, np.pi / 4])
-    stats = demo_action_stats(arm_range=0.01, hand_range=100.0)
-    out = stats.unnormalize(torch.tensor([[-1.0] * 13, [0.0] * 13, [1.0] * 13], dtype=torch.float64)).numpy()
-    assert np.allclose(out[1, :7], FR3_HOME) and np.allclose(out[1, 7:], 500.0)
-    assert np.allclose(out[2] - out[0], [0.02] * 7 + [200.0] * 6)
-    with pytest.raises(ValueError):
-        demo_action_stats(hand_range=600.0)  # would leave 0..1000
-    with pytest.raises(ValueError):
-        resolve_centre("1,2,3")
 
 
 def test_monotonic_stamps_map_onto_the_ros_clock_without_scheduler_jitter():

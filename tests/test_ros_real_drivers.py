@@ -76,8 +76,8 @@ def real_graph(tmp_path_factory):
 
 
 def test_real_arm_and_hand_nodes_follow_a_chunk(real_graph):
-    from jala_ros.conversions import chunk_to_trajectory
-    from jala_ros.core import CHUNK_JOINT_NAMES
+    from jala_ros.conversions import trajectory_msg
+    from embodiment import CHUNK_JOINT_NAMES
 
     node, pub, state = real_graph
     q0 = np.array(state["arm"][-1].position)
@@ -88,7 +88,7 @@ def test_real_arm_and_hand_nodes_follow_a_chunk(real_graph):
     arm[:, 0] += 0.15 * np.arange(1, n + 1) / n
     actions = np.hstack([arm, np.full((n, 6), 300.0)])
     time.sleep(0.5)  # discovery of the publisher
-    pub.publish(chunk_to_trajectory(actions, ts, stamp, CHUNK_JOINT_NAMES))
+    pub.publish(trajectory_msg(actions, ts, stamp, CHUNK_JOINT_NAMES))
     time.sleep(3.0)
     q = np.array(state["arm"][-1].position)
     assert abs(q[0] - (q0[0] + 0.15)) < 0.02, (q0, q)
@@ -102,8 +102,8 @@ def test_real_arm_and_hand_nodes_follow_a_chunk(real_graph):
 def test_real_arm_estop_holds_and_refuses_chunks_until_recover(real_graph):
     from std_srvs.srv import Trigger
 
-    from jala_ros.conversions import chunk_to_trajectory
-    from jala_ros.core import CHUNK_JOINT_NAMES
+    from jala_ros.conversions import trajectory_msg
+    from embodiment import CHUNK_JOINT_NAMES
 
     node, pub, state = real_graph
 
@@ -123,7 +123,7 @@ def test_real_arm_estop_holds_and_refuses_chunks_until_recover(real_graph):
         ts = stamp + 0.3 + np.arange(1, 11) / 10
         arm = q0[None].repeat(10, 0)
         arm[:, 0] += dq * np.arange(1, 11) / 10
-        pub.publish(chunk_to_trajectory(np.hstack([arm, np.full((10, 6), 500.0)]), ts, stamp, CHUNK_JOINT_NAMES))
+        pub.publish(trajectory_msg(np.hstack([arm, np.full((10, 6), 500.0)]), ts, stamp, CHUNK_JOINT_NAMES))
         time.sleep(2.0)
         return q0, np.array(state["arm"][-1].position)
 

@@ -100,6 +100,7 @@ def test_arm_and_hand_publish_joint_states_at_their_configured_rates(live):
     """The nodes count what they publish (diagnostics ``states_published``); the rate at the source is the
     configured one, without bursts above it, and this process receives what is published."""
     from jala_bringup.run import published_rate, rate_stats
+    from jala_ros.parameters import SimDevicesConfig, defaults_of
 
     procs, mon = live
     t0 = time.monotonic()
@@ -107,7 +108,7 @@ def test_arm_and_hand_publish_joint_states_at_their_configured_rates(live):
     t1 = time.monotonic()
     sim = next(sp for sp in procs.specs if sp.role == "sim_devices").parameters
     for dev in ("arm", "hand"):
-        configured = float(sim[f"{dev}_joint_state_rate_hz"])
+        configured = float({**defaults_of(SimDevicesConfig), **sim}[f"{dev}_joint_state_rate_hz"])
         src = published_rate(getattr(mon.m, f"{dev}_published"), t0, t1)
         got = rate_stats(getattr(mon.m, f"{dev}_state_times"), t0, t1)["hz"]
         # a shared 2-core CI box can starve the publisher thread now and then: allow down to half the rate
@@ -125,7 +126,7 @@ def test_policy_publishes_stamped_chunks_that_arm_and_hand_execute(live):
         time.sleep(0.05)
     assert mon.call_trigger("/jala/policy/stop")[0]
     from jala_ros.conversions import from_duration_msg, from_time_msg
-    from jala_ros.core import CHUNK_JOINT_NAMES
+    from embodiment import CHUNK_JOINT_NAMES
 
     stamps = []
     for received, msg in mon.chunks[n0:]:
@@ -147,8 +148,8 @@ def test_policy_publishes_stamped_chunks_that_arm_and_hand_execute(live):
 
 
 def test_arm_and_hand_follow_a_chunk_in_the_simulated_world(live):
-    from jala_ros.conversions import chunk_to_trajectory
-    from jala_ros.core import CHUNK_JOINT_NAMES
+    from jala_ros.conversions import trajectory_msg
+    from embodiment import CHUNK_JOINT_NAMES
     from trajectory_msgs.msg import JointTrajectory
 
     procs, mon = live
@@ -164,7 +165,7 @@ def test_arm_and_hand_follow_a_chunk_in_the_simulated_world(live):
     arm[:, 0] += 0.25 * np.arange(1, n + 1) / n
     arm[:, 3] -= 0.15 * np.arange(1, n + 1) / n
     hand = np.full((n, 6), 250.0)
-    pub.publish(chunk_to_trajectory(np.hstack([arm, hand]), ts, stamp, CHUNK_JOINT_NAMES))
+    pub.publish(trajectory_msg(np.hstack([arm, hand]), ts, stamp, CHUNK_JOINT_NAMES))
     t_pub = time.monotonic()
     time.sleep(2.5)
     mon.recording = False

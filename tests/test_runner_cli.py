@@ -129,3 +129,31 @@ def test_the_shipped_params_reach_every_node_unchanged():
                 unknown = set(spec.parameters) - PROCESS_PARAMETERS[spec.executable]
                 assert not unknown, (task, spec.role, unknown)
                 json.dumps(spec.parameters)
+
+
+def test_runner_options_reach_the_renamed_node_parameters():
+    """--hand-host / --hand-port / --camera-serials set the nodes' host / port / serial (the driver config field
+    names); options not given leave the parameter to the task config and the node's default."""
+    r = subprocess.run([*RUN, "wipe_board", "--real", "--robot-ip", "10.0.0.2", "--hand-host", "10.0.0.9",
+                        "--hand-port", "502", "--camera-serials", "111,222", "--print-commands"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    params = [json.loads(line.split(": ", 1)[1]) for line in r.stdout.splitlines() if line.startswith("# ")]
+    roles = [line.split(":")[0][2:] for line in r.stdout.splitlines() if line.startswith("# ")]
+    by_role = dict(zip(roles, params))
+    assert (by_role["hand"]["host"], by_role["hand"]["port"]) == ("10.0.0.9", 502)
+    assert "transport" not in by_role["hand"] and "hand_host" not in by_role["hand"]
+    assert by_role["arm"]["robot_ip"] == "10.0.0.2"
+    assert [p["serial"] for role, p in zip(roles, params) if role == "camera"] == ["111", "222"]
+    assert not {"width", "height", "fps"} & set(by_role["camera"])
+    bad = subprocess.run([*RUN, "water_plant", "--hand-transport", "usb"], capture_output=True, text=True, timeout=60)
+    _one_line_error(bad, "--hand-transport", "usb")
+    no_ip = subprocess.run([*RUN, "water_plant", "--real", "--print-commands"], capture_output=True, text=True,
+                           timeout=60)
+    _one_line_error(no_ip, "robot_ip")
+
+
+def test_an_old_parameter_name_stops_the_camera_node_with_one_line():
+    """width/height/fps were renamed to the driver's color_width/color_height/color_fps."""
+    r = _node("jala_ros.camera_node", "-p", "width:=640")
+    _one_line_error(r, "'width'", "color_width")

@@ -16,14 +16,12 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
+from embodiment import ARM_JOINT_NAMES, FR3_Q_MAX, FR3_Q_MIN, READY_Q  # noqa: E402
 from hardware.interfaces import (  # noqa: E402
-    Arm, ArmState, Camera, CameraFrame, DeviceTimeout, Hand, HandState, JointTrajectoryChunk, SafetyViolation,
+    Arm, ArmState, Camera, CameraFrame, ChunkError, DeviceTimeout, Hand, HandState, SafetyViolation, TimedChunk,
 )
 from hardware.sim import SimWorld, SimWorldConfig  # noqa: E402
-from hardware.sim.evaluate import run_episode  # noqa: E402
-from hardware.sim.expert import make_expert  # noqa: E402
 from hardware.sim.scene import L515_HFOV_DEG  # noqa: E402
-from hardware.sim.world import FR3_Q_MAX, READY_Q  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 64, 48
@@ -69,11 +67,17 @@ def yaw_quat(yaw):
     return (math.cos(yaw / 2), 0, 0, math.sin(yaw / 2))
 
 
-def ramp(q0, q1, seconds, hz=15.0) -> JointTrajectoryChunk:
-    """Dense chunk (like a policy's 15 Hz actions) from q0 to q1 over ``seconds``."""
+def ramp(q0, q1, seconds, hz=15.0, now=0.0) -> TimedChunk:
+    """Dense chunk (like a policy's 15 Hz actions) from q0 to q1 over ``seconds``, computed at ``now``."""
     t = np.arange(1, int(round(seconds * hz)) + 1) / hz
     a = (t / t[-1])[:, None]
-    return JointTrajectoryChunk(times=t, positions=(1 - a) * np.asarray(q0) + a * np.asarray(q1))
+    return TimedChunk.from_relative(now, t, (1 - a) * np.asarray(q0) + a * np.asarray(q1), ARM_JOINT_NAMES)
+
+
+def execute_ramp(world, q0, q1, seconds) -> None:
+    """``ramp`` on the world's simulated clock, executed at once."""
+    now = world.sim_time
+    world.arm.execute(ramp(q0, q1, seconds, now=now), now=now)
 
 
 def set_joint(world, name, value):
@@ -96,24 +100,42 @@ def test_arm_interpolates_preempts_and_holds():
     try:
         q0 = w.arm_ctrl.setpoint.copy()
         q1 = q0 + np.array([0.3, 0.2, 0, -0.2, 0, 0.2, 0.3])
-        w.arm.execute(ramp(q0, q1, 1.0))
+        execute_ramp(w, q0, q1, 1.0)
         w.step_seconds(0.5)
         np.testing.assert_allclose(w.arm_ctrl.setpoint, q0 + 0.5 * (q1 - q0), atol=1e-2)
         # preempt: the new chunk starts from the current setpoint, no jump back
         mid = w.arm_ctrl.setpoint.copy()
         q2 = mid - np.array([0.1, 0, 0, 0, 0, 0, 0])
-        w.arm.execute(ramp(mid, q2, 0.5))
+        execute_ramp(w, mid, q2, 0.5)
         w.step(1)
         assert np.linalg.norm(w.arm_ctrl.setpoint - mid) < 0.02
         w.step_seconds(0.7)
         np.testing.assert_allclose(w.arm.read_state().q, q2, atol=0.02)  # tracks the target
         # hold freezes at the measured position even while a chunk was running
-        w.arm.execute(ramp(q2, q1, 2.0))
+        execute_ramp(w, q2, q1, 2.0)
         w.step_seconds(0.3)
         w.arm.hold()
         q_hold = w.arm.read_state().q
         w.step_seconds(0.5)
         np.testing.assert_allclose(w.arm.read_state().q, q_hold, atol=0.01)
+    finally:
+        w.close()
+
+
+def test_arm_reaches_waypoints_at_their_times_on_the_chunks_clock():
+    """A chunk executed later than its stamp plays its waypoints at their absolute times: (t_i - now) after
+    execute(chunk, now), on whatever clock the chunk carries, not (t_i - stamp)."""
+    w = make("water_plant")
+    try:
+        q0 = w.arm_ctrl.setpoint.copy()
+        q1 = q0 + np.array([0.1, 0, 0, 0, 0, 0, 0])
+        stamp = 50.0  # not the simulated clock: only offsets from now matter
+        chunk = TimedChunk.from_relative(stamp, [0.4, 0.8], np.stack([q1, q1]), ARM_JOINT_NAMES)
+        w.arm.execute(chunk, now=stamp + 0.2)  # 0.2 s late: q1 is due 0.2 s from now
+        w.step_seconds(0.1)
+        np.testing.assert_allclose(w.arm_ctrl.setpoint, q0 + 0.5 * (q1 - q0), atol=1e-2)
+        w.step_seconds(0.1)
+        np.testing.assert_allclose(w.arm_ctrl.setpoint, q1, atol=1e-2)
     finally:
         w.close()
 
@@ -133,7 +155,7 @@ def test_arm_is_at_rest_within_half_a_second_of_a_hold(seed):
             w.reset(rep)
             q0 = w.arm.read_state().q
             delta = rng.choice([-1.0, 1.0], 7) * rng.uniform(0.5, 1.0, 7) * span
-            w.arm.execute(ramp(q0, q0 + delta, 0.8))
+            execute_ramp(w, q0, q0 + delta, 0.8)
             w.step_seconds(rng.uniform(0.2, 0.6))  # held while moving
             w.arm.hold()
             w.step_seconds(0.5)
@@ -156,7 +178,6 @@ def test_arm_servo_damping_stays_explicitly_stable_over_the_joint_ranges(wp):
     import mujoco
 
     from hardware.sim.scene import ARM_MIN_EFFECTIVE_INERTIA, HAND_CLOSED_ANGLE
-    from hardware.sim.world import FR3_Q_MIN
 
     m = wp.model
     d = mujoco.MjData(m)
@@ -175,17 +196,21 @@ def test_arm_servo_damping_stays_explicitly_stable_over_the_joint_ranges(wp):
     assert np.all(ratio < 1.6), ratio.round(2)
 
 
-@pytest.mark.parametrize("bad, why", [
-    ("limit", "above the upper limit"),
-    ("speed", "velocity limit"),
-    ("step", "max_first_step"),
-    ("nan", "NaN"),
-    ("dof", "positions"),
+@pytest.mark.parametrize("bad, error, why", [
+    ("limit", SafetyViolation, "above the upper limit"),
+    ("speed", SafetyViolation, "velocity limit"),
+    ("step", SafetyViolation, "max_first_step"),
+    ("nan", ChunkError, "NaN"),
+    ("dof", ChunkError, "positions"),
+    ("joint", ChunkError, "lacks joints"),
+    ("past", ChunkError, "in the past"),
 ])
-def test_unsafe_chunk_is_refused_and_nothing_moves(wp, bad, why):
+def test_unsafe_chunk_is_refused_and_nothing_moves(wp, bad, error, why):
     before = wp.arm_ctrl.setpoint.copy()
     q = before.copy()
     times = np.array([0.5])
+    names = ARM_JOINT_NAMES
+    stamp = now = 3.0  # any clock: only the offsets from now matter
     if bad == "limit":
         q[3] = FR3_Q_MAX[3] + 0.05  # joint 4 must stay below -0.1518
     elif bad == "speed":
@@ -194,13 +219,17 @@ def test_unsafe_chunk_is_refused_and_nothing_moves(wp, bad, why):
     elif bad == "step":
         q[0] += 0.5  # slow (0.5 rad/s) but a 0.5 rad jump of the first target
         times = np.array([1.0])
-    chunk = JointTrajectoryChunk(times=times, positions=q[None])
-    if bad == "nan":
-        object.__setattr__(chunk, "positions", np.full((1, 7), np.nan))
-    elif bad == "dof":
-        object.__setattr__(chunk, "positions", np.zeros((1, 6)))
-    with pytest.raises(SafetyViolation, match=why):
-        wp.arm.execute(chunk)
+    elif bad == "joint":
+        names = ARM_JOINT_NAMES[:6] + ("inspire_index",)
+    elif bad == "past":
+        now = stamp + 0.6  # the only waypoint was due 0.1 s ago
+    with pytest.raises(error, match=why):
+        if bad == "dof":  # TimedChunk refuses a column count that does not match its joint names
+            TimedChunk.from_relative(stamp, times, q[None, :6], names)
+        chunk = TimedChunk.from_relative(stamp, times, q[None], names)
+        if bad == "nan":  # TimedChunk refuses NaN itself; a corrupted one is refused again before anything moves
+            object.__setattr__(chunk, "positions", np.full((1, 7), np.nan))
+        wp.arm.execute(chunk, now=now)
     assert not wp.arm_ctrl.active
     np.testing.assert_array_equal(wp.arm_ctrl.setpoint, before)
 
@@ -208,7 +237,7 @@ def test_unsafe_chunk_is_refused_and_nothing_moves(wp, bad, why):
 def test_hand_maps_units_onto_finger_joints_and_refuses_bad_targets():
     w = make("water_plant")
     try:
-        w.arm.execute(ramp(READY_Q, READY_Q + [0, -0.3, 0, 0.3, 0, 0, 0], 1.5))
+        execute_ramp(w, READY_Q, READY_Q + np.array([0, -0.3, 0, 0.3, 0, 0, 0]), 1.5)
         target = np.array([0, 1000, 500, 1000, 1000, 1000.0])
         w.hand.set_angles(target)
         w.step_seconds(1.5)
@@ -295,7 +324,7 @@ def test_realtime_mode_paces_physics_and_streams_frames():
         w.start_realtime()
         t0, s0 = time.monotonic(), w.sim_time
         q1 = READY_Q + np.array([0.2, 0, 0, 0, 0, 0, 0])
-        w.arm.execute(ramp(READY_Q, q1, 0.5))  # returns at once
+        execute_ramp(w, READY_Q, q1, 0.5)  # returns at once
         frames = [w.cameras["camera_front"].read(timeout=2.0) for _ in range(4)]
         assert [f.frame_number for f in frames] == sorted({f.frame_number for f in frames})
         assert frames[-1].timestamp > frames[0].timestamp
@@ -327,7 +356,7 @@ def test_starved_realtime_physics_slips_instead_of_fast_forwarding_a_chunk():
         w.start_realtime()
         assert sys.getswitchinterval() == pytest.approx(min(before, w.config.realtime_switch_interval_s))
         q1 = READY_Q + np.array([0.6, 0, 0, 0, 0, 0, 0])
-        w.arm.execute(ramp(READY_Q, q1, 2.0))  # 0.3 rad/s on joint 1
+        execute_ramp(w, READY_Q, q1, 2.0)  # 0.3 rad/s on joint 1
         time.sleep(0.2)
         with w.lock:
             s0 = w.sim_time
@@ -463,9 +492,12 @@ def test_wipe_board_detectors(wb):
 
 # ------------------------------------------------------------------------------------------- experts
 def _expert_cr(task, seeds):
+    from evaluation.policies import ExpertPolicy
+    from evaluation.simulated import run_episode
+
     w = make(task)
     try:
-        expert = make_expert(w)
+        expert = ExpertPolicy(w)
         return [run_episode(w, expert, s).completion_ratio for s in seeds]
     finally:
         w.close()
@@ -490,7 +522,7 @@ def test_expert_put_three_obj():
 def test_evaluate_cli_json_and_video(tmp_path):
     video = tmp_path / "wp.mp4"
     env = dict(os.environ, OMP_NUM_THREADS="1", MUJOCO_GL=os.environ.get("MUJOCO_GL", "osmesa"))
-    out = subprocess.run([sys.executable, "-m", "hardware.sim.evaluate", "--task", "water_plant", "--episodes", "1",
+    out = subprocess.run([sys.executable, "-m", "evaluation", "--task", "water_plant", "--episodes", "1",
                           "--seed", "4", "--width", "64", "--height", "48", "--json", "--video", str(video),
                           "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -498,7 +530,7 @@ def test_evaluate_cli_json_and_video(tmp_path):
     assert doc["task"] == "water_plant" and len(doc["episodes"]) == 1
     assert doc["mean_completion_ratio"] == doc["episodes"][0]["completion_ratio"] >= 2 / 3
     assert video.stat().st_size > 1000
-    bad = subprocess.run([sys.executable, "-m", "hardware.sim.evaluate", "--task", "water_plant", "--policy",
+    bad = subprocess.run([sys.executable, "-m", "evaluation", "--task", "water_plant", "--policy",
                           str(tmp_path / "missing")], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "checkpoint" in bad.stderr
 
@@ -535,7 +567,7 @@ def test_sim_hand_served_over_the_real_inspire_modbus_protocol():
 def test_evaluate_runs_a_jala_checkpoint(tmp_path):
     """A (tiny, untrained) JalaPolicy checkpoint runs through the same chunk loop: observations in, chunks out,
     executed until the episode limit or a safety stop."""
-    from hardware.sim.evaluate import evaluate
+    from evaluation.simulated import evaluate
     from jala_policy.config import JalaPolicyConfig
     from jala_policy.policy import JalaPolicy
 

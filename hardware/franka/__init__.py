@@ -1,5 +1,7 @@
 """Franka Research 3 arm through franky-control: driver (``arm.FrankaArm``), safety gate (``safety``), FR3 forward
-kinematics (``kinematics``), config (``config``), and a franky-sim child-process helper (``sim_server``).
+kinematics (``kinematics``), config (``config``), a franky-sim child-process helper (``sim_server``), the
+``jala-hardware-check`` probe (``probe``), and its ``franka_fr3`` arm registration (``registration``, found by
+``hardware.registry``).
 
 ``FrankaArm`` imports franky; import it from ``hardware.franka.arm``. The rest needs only numpy.
 """

@@ -1,8 +1,10 @@
 """Franka Research 3 driver through franky-control (bundled libfranka), implementing hardware.interfaces.Arm.
 
 Chunk execution
-    Every chunk becomes one franky ``JointWaypointMotion`` (joint-position control signal, Ruckig-planned, run by
-    franky's 1 kHz control thread) started with ``robot.move(motion, asynchronous=True)``. Waypoint i gets
+    ``execute(chunk, now)`` takes the chunk's FR3 columns with waypoint times relative to ``now`` (the current time
+    on the chunk's clock; ``hardware.interfaces.arm_waypoints``). Every chunk becomes one franky
+    ``JointWaypointMotion`` (joint-position control signal, Ruckig-planned, run by franky's 1 kHz control thread)
+    started with ``robot.move(motion, asynchronous=True)``. Waypoint i gets
     ``minimum_time`` = t[i] - t[i-1] (ms resolution; cumulative rounding so the chunk does not drift) and, with
     ``ChunkInterpolation.VIA_VELOCITY``, a pass-through velocity from the central difference of its neighbours
     (the robot's current commanded position counts as the point at t = 0; zero at the last waypoint, so a chunk
@@ -43,8 +45,8 @@ import numpy as np
 
 from hardware.franka.config import ChunkInterpolation, FrankaArmConfig, RealtimeMode
 from hardware.franka.safety import ArmSafetyGate
-from hardware.interfaces import ARM_DOF, Arm, ArmState, DeviceError, DeviceTimeout, JointTrajectoryChunk, \
-    SafetyViolation
+from hardware.interfaces import ARM_DOF, Arm, ArmState, DeviceError, DeviceTimeout, SafetyViolation, TimedChunk, \
+    arm_waypoints
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +245,10 @@ class FrankaArm(Arm):
                 return True
 
     # ------------------------------------------------------------------------------------------ commands
-    def execute(self, chunk: JointTrajectoryChunk) -> None:
-        if not isinstance(chunk, JointTrajectoryChunk):
-            raise TypeError(f"execute() needs a JointTrajectoryChunk, got {type(chunk).__name__}")
+    def execute(self, chunk: TimedChunk, now: float) -> None:
+        if not isinstance(chunk, TimedChunk):
+            raise TypeError(f"execute() needs a TimedChunk, got {type(chunk).__name__}")
+        rel_times, positions = arm_waypoints(chunk, now)  # ChunkError: no FR3 columns, or nothing ahead of now
         cfg = self.config
         with self._lock:
             robot = self._require()
@@ -262,7 +265,7 @@ class FrankaArm(Arm):
             q_meas = np.asarray(s.q, dtype=np.float64).reshape(ARM_DOF)
             q_cmd = np.asarray(s.q_d, dtype=np.float64).reshape(ARM_DOF)
             # the gate sees the times that will actually be executed (time_scale applied)
-            times, pos = self.gate.check(chunk.times * cfg.time_scale, chunk.positions, q_meas)
+            times, pos = self.gate.check(rel_times * cfg.time_scale, positions, q_meas)
             motion = self._build_motion(times, pos, q_cmd)
             self._send(motion, "chunk")
 

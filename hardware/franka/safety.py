@@ -12,9 +12,9 @@ Checks, in order (the first failing one is reported, naming waypoint, joint, val
 5. optional Cartesian workspace box: the flange origin and the TCP (``flange_to_tcp``) of every waypoint, from
    FR3 forward kinematics, must lie inside [workspace_min, workspace_max] (base frame, metres).
 
-FR3 limits (Franka FR3 datasheet, "Robot and interface specifications"; identical to the joint ranges in
-franky-sim's ``assets/fr3.xml``; franka_description's fr3.urdf carries slightly wider ranges, so these are the
-conservative ones).
+The gate takes relative waypoint times and (N, 7) positions, as ``hardware.interfaces.arm_waypoints`` gives
+them for a ``TimedChunk``. FR3 limits (datasheet, identical to franky-sim's ``assets/fr3.xml``) come from
+``embodiment``, the one place they are written.
 """
 from __future__ import annotations
 
@@ -23,12 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from embodiment import FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN  # noqa: F401 (re-exported by hardware.franka)
 from hardware.franka.kinematics import fr3_flange_poses
 from hardware.interfaces import ARM_DOF, SafetyViolation
-
-FR3_Q_MIN = (-2.7437, -1.7837, -2.9007, -3.0421, -2.8065, 0.5445, -3.0159)  # rad
-FR3_Q_MAX = (2.7437, 1.7837, 2.9007, -0.1518, 2.8065, 4.5169, 3.0159)  # rad
-FR3_DQ_MAX = (2.62, 2.62, 2.62, 2.62, 5.26, 4.18, 5.26)  # rad/s
 
 
 def _vec(values: Sequence[float], n: int, name: str) -> tuple[float, ...]:
@@ -99,7 +96,8 @@ class ArmSafetyLimits:
 
 @dataclass
 class ArmSafetyGate:
-    """Checks chunks against ``limits``. ``check`` returns the validated arrays or raises SafetyViolation."""
+    """Checks chunks against ``limits``. ``check(times, positions, q_measured)`` takes waypoint times relative to
+    now (s, > 0) and (N, 7) joint targets, and returns them validated or raises SafetyViolation."""
 
     limits: ArmSafetyLimits = field(default_factory=ArmSafetyLimits)
 

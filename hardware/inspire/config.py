@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from embodiment import INSPIRE_BAUDRATE, INSPIRE_DEVICE_ID, INSPIRE_MODBUS_PORT
 from hardware.config_checks import ConfigProblems, is_int, is_number
 from hardware.interfaces import HAND_DOF
 from hardware.inspire.registers import FORCE_LIMIT_MAX, FORCE_LIMIT_MIN, READ_PLANS, SPEED_MAX, ByteOrder
@@ -34,10 +35,10 @@ class InspireHandConfig:
 
     transport: str = "tcp"  # "tcp" (Modbus TCP) or "rtu" (Modbus RTU on a USB serial adapter)
     host: str = "127.0.0.1"  # TCP: the hand's address (set it for your unit; 192.168.11.210 is often quoted)
-    port: int = 6000  # TCP
+    port: int = INSPIRE_MODBUS_PORT  # TCP
     serial_port: str = "/dev/ttyUSB0"  # RTU
-    baudrate: int = 115200  # RTU
-    device_id: int = 1  # Modbus unit id of the hand (1..247)
+    baudrate: int = INSPIRE_BAUDRATE  # RTU
+    device_id: int = INSPIRE_DEVICE_ID  # Modbus unit id of the hand (1..247)
     timeout: float = 0.2  # seconds per request: no answer within this -> retry, then DeviceTimeout
     retries: int = 1  # re-sends of a timed-out request (on a fresh connection) before DeviceTimeout
     reconnect: bool = True  # reopen a lost connection automatically

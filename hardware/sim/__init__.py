@@ -9,6 +9,8 @@ import os
 os.environ.setdefault("MUJOCO_GL", "osmesa")  # CPU default; MUJOCO_GL=egl on a GPU machine
 
 from .tasks import INSTRUCTIONS, Completion  # noqa: E402
-from .world import SimArm, SimCamera, SimHand, SimWorld, SimWorldConfig  # noqa: E402
+from .config import SimWorldConfig  # noqa: E402
+from .devices import SimArm, SimCamera, SimHand  # noqa: E402
+from .world import SimWorld  # noqa: E402
 
 __all__ = ["SimWorld", "SimWorldConfig", "SimArm", "SimHand", "SimCamera", "Completion", "INSTRUCTIONS"]

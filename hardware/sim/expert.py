@@ -15,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 
+from embodiment import ACTION_DT, FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, READY_Q
+
 from .ik import ArmIK, rot_error
-from .scene import HOME_Q
-from .world import FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, READY_Q, SimWorld
+from .world import SimWorld
 
 OPEN = np.array([1000.0] * 6)
 Pose = tuple[np.ndarray, np.ndarray]  # (position (3,), rotation (3, 3)) of the grasp site in the world
@@ -83,7 +84,7 @@ class ScriptedExpert:
     """Base class; subclasses define ``plan(world) -> list[Phase]``."""
 
     horizon = 16
-    dt = 1.0 / 15.0
+    dt = ACTION_DT
     max_joint_speed = 1.1  # rad/s peak: 0.073 rad per 15 Hz step (the FR3 gate allows 0.1)  # rad/s peak (well under the FR3 limits)
     max_lin_speed = 0.3  # m/s peak of the grasp site
     min_duration = 0.4
@@ -93,9 +94,10 @@ class ScriptedExpert:
     def __init__(self, world: SimWorld):
         self.world = world
         self.ik = ArmIK(world.model, world.arm_qadr, world.arm_dadr, q_rest=np.asarray(self.q_rest, float))
-        self._q_lo, self._q_hi = FR3_Q_MIN + 0.03, FR3_Q_MAX - 0.03  # inside the FR3 gate's 0.02 rad margin
+        # inside the FR3 gate's 0.02 rad margin
+        self._q_lo, self._q_hi = np.asarray(FR3_Q_MIN) + 0.03, np.asarray(FR3_Q_MAX) - 0.03
         rng = np.random.default_rng(1234)
-        self._seeds = [np.asarray(self.q_rest, float), READY_Q, HOME_Q] + [rng.uniform(self.ik.low, self.ik.high) for _ in range(24)]
+        self._seeds = [np.asarray(self.q_rest, float), np.asarray(READY_Q)] + [rng.uniform(self.ik.low, self.ik.high) for _ in range(24)]
         self.reset()
 
     def reset(self) -> None:
@@ -159,7 +161,7 @@ class ScriptedExpert:
                       1.875 * float(np.linalg.norm(p1 - p0)) / self.max_lin_speed)
         span = np.abs(q_goal - q_from) if path is None else \
             np.abs(np.diff(path, axis=0)).max(axis=0) * (len(path) - 1)
-        dq_need = 1.875 * span / np.minimum(0.8 * FR3_DQ_MAX, self.max_joint_speed)
+        dq_need = 1.875 * span / np.minimum(0.8 * np.asarray(FR3_DQ_MAX), self.max_joint_speed)
         dur = max(dur, float(np.max(dq_need)))
         seg = {"t0": t0, "q0": q_from, "q1": q_goal, "h0": hand_from, "h1": hand_goal, "dur": dur, "idx": idx}
         if path is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from .world import FR3_Q_MAX, FR3_Q_MIN
+from embodiment import FR3_Q_MAX, FR3_Q_MIN
 
 
 def rot_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -28,8 +28,8 @@ class ArmIK:
         self.site = model.site(site).id
         self.q_rest = q_rest
         self.damping = damping
-        self.low = FR3_Q_MIN + margin
-        self.high = FR3_Q_MAX - margin
+        self.low = np.asarray(FR3_Q_MIN) + margin
+        self.high = np.asarray(FR3_Q_MAX) - margin
         self._jp = np.zeros((3, model.nv))
         self._jr = np.zeros((3, model.nv))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.interfaces import HAND_DOF_NAMES
+from embodiment import ARM_JOINT_NAMES, HAND_DOF_NAMES
 
 TASKS = ("water_plant", "put_three_obj", "wipe_board")
 VARIANTS = ("seen", "unseen")
@@ -36,9 +36,6 @@ THUMB_COUPLING = (1.30, 0.90)  # bend2 = 1.3 * bend1, bend3 = 0.9 * bend1
 HAND_ACTUATED_JOINTS = ("pinky_prox", "ring_prox", "middle_prox", "index_prox", "thumb_bend1", "thumb_rot")
 HAND_CLOSED_ANGLE = np.array([FINGER_CLOSED] * 4 + [THUMB_BEND_CLOSED, THUMB_ROT_CLOSED])
 assert len(HAND_ACTUATED_JOINTS) == len(HAND_DOF_NAMES)
-
-ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
-HOME_Q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 
 # FR3 joint servo damping. fr3.xml's position actuators (kp, kv = kp x 0.1 s) are integrated implicitly
 # (implicitfast), which is stable for any kv while the servo torque is inside the joint's torque limit
@@ -356,8 +353,8 @@ def build_scene_xml(spec: SceneSpec, ink_positions: np.ndarray | None = None) ->
     for act in list(actuator):
         if act.get("name") == "hand":
             actuator.remove(act)
-        elif act.get("joint") in ARM_JOINTS:
-            j = ARM_JOINTS.index(act.get("joint"))
+        elif act.get("joint") in ARM_JOINT_NAMES:
+            j = ARM_JOINT_NAMES.index(act.get("joint"))
             act.set("kv", f"{arm_servo_kv(float(act.get('kv')), j, spec.timestep):.6g}")
     # the hand's own defaults (the FR3 ones add 1.1 Nm joint friction, far above a finger's torque)
     root.find("default").append(ET.fromstring(
@@ -383,7 +380,7 @@ def build_scene_xml(spec: SceneSpec, ink_positions: np.ndarray | None = None) ->
             raise ValueError("wipe_board needs ink_positions")
         objects, _ = _wipe_board_xml(spec.variant, ink_positions)
         graspable = ["cloth"]
-    # grasp assist: one weld per graspable body, off until the hand closes on it (see world.GraspAssist)
+    # grasp assist: one weld per graspable body, off until the hand closes on it (see grasp.GraspAssist)
     for name in graspable:
         ET.SubElement(equality, "weld", name=f"grasp_{name}", body1="hand_base", body2=name, active="false",
                       solref="0.01 1", solimp="0.9 0.95 0.001")

@@ -6,6 +6,10 @@ Two ways to run physics:
 * real time: ``world.start_realtime()`` runs physics in a background thread paced to the wall clock and a
   render thread that produces frames at ``camera_fps``; ``Camera.read(timeout)`` then blocks for the next
   frame, and ``Arm.execute`` returns at once while the chunk plays out, like the real devices.
+
+The parts live next to it: ``config`` (SimWorldConfig, re-exported here), ``devices`` (SimArm, SimHand,
+SimCamera), ``controllers`` (the arm and hand setpoint generators), ``grasp`` (GraspAssist), ``scene`` (the MJCF)
+and ``tasks`` (objects, detectors, completion). Robot constants (READY_Q, joint limits) come from ``embodiment``.
 """
 from __future__ import annotations
 
@@ -14,440 +18,27 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")  # CPU default; set MUJOCO_GL=egl on a GPU machine
 
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hardware.franka import safety as _safety  # noqa: E402
-from hardware.franka.safety import ArmSafetyGate, ArmSafetyLimits  # noqa: E402
-from hardware.interfaces import (  # noqa: E402
-    HAND_DOF, Arm, ArmState, Camera, CameraFrame, CameraIntrinsics, DeviceError, DeviceTimeout, Hand,
-    HandState, JointTrajectoryChunk, SafetyViolation,
-)
+from embodiment import ARM_JOINT_NAMES, HAND_DOF_NAMES, READY_Q  # noqa: E402
+from hardware.interfaces import DeviceError  # noqa: E402
 
-from .scene import (  # noqa: E402
-    ARM_JOINTS, HAND_ACTUATED_JOINTS, HAND_CLOSED_ANGLE, TASKS, VARIANTS, SceneSpec, build_scene_xml,
-    camera_fovy,
-)
+from .config import SimWorldConfig  # noqa: E402
+from .controllers import ArmController, HandController  # noqa: E402
+from .devices import SimArm, SimCamera, SimHand  # noqa: E402
+from .grasp import GraspAssist  # noqa: E402
+from .scene import HAND_ACTUATED_JOINTS, SceneSpec, build_scene_xml  # noqa: E402
 from .tasks import TASK_CLASSES, Completion  # noqa: E402
+
+__all__ = ["SimWorld", "SimWorldConfig"]
 
 log = logging.getLogger(__name__)
 
-# FR3 datasheet limits, shared with the real arm's safety gate (hardware/franka/safety.py)
-FR3_Q_MIN = np.array(_safety.FR3_Q_MIN)
-FR3_Q_MAX = np.array(_safety.FR3_Q_MAX)
-FR3_DQ_MAX = np.array(_safety.FR3_DQ_MAX)  # rad/s
 
-# Start posture: the FR3 "home" posture (flange pointing down, hand ~0.3 m above the table).
-READY_Q = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
-
-
-@dataclass
-class SimWorldConfig:
-    task: str = "water_plant"
-    variant: str = "seen"  # "seen" or "unseen"
-    seed: int = 0
-    render_width: int = 640
-    render_height: int = 480
-    camera_fps: float = 30.0
-    timestep: float = 0.002  # physics step [s]
-    realtime_factor: float = 1.0  # sim seconds per wall second in start_realtime()
-    hand_full_travel_s: float = 0.8  # time for a hand DoF to travel 0..1000 (Inspire RH56: ~0.8-1 s)
-    grasp_assist: bool = True  # weld a grasped object to the palm (see GraspAssist)
-    render_depth: bool = False  # also render depth (metres) into CameraFrame.depth
-    task_tick_steps: int = 5  # physics steps per control tick: servo setpoints, detectors, ink and grasp logic
-    arm_velocity_margin: float = 1.0  # chunk joint speeds may reach this share of the FR3 velocity limits
-    # start_realtime(): when physics falls further behind the wall clock than this (a starved CPU), the simulated
-    # clock slips instead of fast-forwarding, so a chunk never plays out in a burst that holds cannot interrupt
-    max_realtime_lag_s: float = 0.05
-    # start_realtime() sets the interpreter's GIL switch interval (sys.setswitchinterval) to this until stop(); 0
-    # leaves it alone. The default 5 ms lets busy Python threads (an rclpy executor, state publishers) keep the
-    # physics thread off the GIL for 5 ms after every MuJoCo call, and physics then falls behind the wall clock
-    realtime_switch_interval_s: float = 0.001
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; choose one of {VARIANTS}")
-        if self.render_width < 16 or self.render_height < 16:
-            raise ValueError("render size must be at least 16x16")
-        if self.camera_fps <= 0 or self.timestep <= 0 or self.realtime_factor <= 0:
-            raise ValueError("camera_fps, timestep and realtime_factor must be positive")
-        if not self.realtime_switch_interval_s >= 0:
-            raise ValueError(f"realtime_switch_interval_s must be >= 0, got {self.realtime_switch_interval_s}")
-        if not self.max_realtime_lag_s >= self.timestep:
-            raise ValueError(f"max_realtime_lag_s must be at least one timestep ({self.timestep} s), "
-                             f"got {self.max_realtime_lag_s}")
-
-
-# ------------------------------------------------------------------------------------------ grasp assist
-class GraspAssist:
-    """Stands in for friction-limited grasp stability of primitive fingers: when the hand is commanded closed
-    (mean of the pinky/ring/middle/thumb-bend targets below ``close_below``) and a hand geom touches a graspable
-    body whose grasp point is within ``radius`` of the hand's grasp site, that body is welded to the palm at its
-    current relative pose. Opening the hand (mean target above ``open_above``) releases it. Fingers still
-    close and collide physically; only slip is removed."""
-
-    close_below = 700.0
-    position_only = ("drawer",)
-    open_above = 850.0
-
-    def __init__(self, world: "SimWorld", enabled: bool = True):
-        self.world = world
-        self.enabled = enabled
-        m = world.model
-        self.eq = {}
-        for i in range(m.neq):
-            name = m.equality(i).name
-            if name.startswith("grasp_"):
-                self.eq[name[len("grasp_"):]] = i
-        self.hand_bodies = set()
-        hb = m.body("hand_base").id
-        for b in range(m.nbody):
-            x = b
-            while x != 0:
-                if x == hb:
-                    self.hand_bodies.add(b)
-                    break
-                x = m.body_parentid[x]
-        self.radius = {"bottle": 0.09, "drawer": 0.08, "fruit1": 0.08, "fruit2": 0.09, "fruit3": 0.08,
-                       "cloth": 0.09}
-        self.held: str | None = None
-
-    def holding(self, body: str) -> bool:
-        return self.held == body
-
-    def reset(self):
-        self.release()
-
-    def _grasp_point(self, body: str) -> np.ndarray:
-        m, d = self.world.model, self.world.data
-        if body == "drawer":
-            return d.site_xpos[m.site("handle").id]
-        return d.xipos[m.body(body).id]
-
-    def _touching(self, body: str) -> bool:
-        m, d = self.world.model, self.world.data
-        bid = m.body(body).id
-        for i in range(d.ncon):
-            c = d.contact[i]
-            b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
-            if (b1 == bid and b2 in self.hand_bodies) or (b2 == bid and b1 in self.hand_bodies):
-                return True
-            # bodies attached to the object (e.g. the bottle trigger) count as the object
-            if (m.body_parentid[b1] == bid and b2 in self.hand_bodies) or \
-               (m.body_parentid[b2] == bid and b1 in self.hand_bodies):
-                return True
-        return False
-
-    def update(self):
-        if not self.enabled:
-            return
-        w = self.world
-        m, d = w.model, w.data
-        t = w.hand_ctrl.target
-        grip = float(np.mean(t[[0, 1, 2, 4]]))
-        if self.held is not None:
-            if grip > self.open_above:
-                self.release()
-            return
-        if grip > self.close_below:
-            return
-        site = d.site_xpos[m.site("grasp_site").id]
-        for body, eq in self.eq.items():
-            if np.linalg.norm(self._grasp_point(body) - site) > self.radius.get(body, 0.08):
-                continue
-            if not self._touching(body):
-                continue
-            self.attach(body)
-            return
-
-    def attach(self, body: str) -> None:
-        """Weld ``body`` to the palm at its current relative pose (what a successful grasp does)."""
-        m, d = self.world.model, self.world.data
-        if body not in self.eq:
-            raise ValueError(f"{body!r} is not graspable here; graspable: {sorted(self.eq)}")
-        self.release()
-        eq = self.eq[body]
-        b1, b2 = m.body("hand_base").id, m.body(body).id
-        r1 = d.xmat[b1].reshape(3, 3)
-        rel_pos = r1.T @ (d.xpos[b2] - d.xpos[b1])
-        q1inv = np.zeros(4)
-        mujoco.mju_negQuat(q1inv, d.xquat[b1])
-        rel_q = np.zeros(4)
-        mujoco.mju_mulQuat(rel_q, q1inv, d.xquat[b2])
-        # weld data: anchor (3, in body2), relpose pos (3), relpose quat (4), torquescale
-        m.eq_data[eq, 0:3] = 0.0
-        m.eq_data[eq, 3:6] = rel_pos
-        m.eq_data[eq, 6:10] = rel_q
-        # articulated objects (the drawer) are held by position only, so the grip does not fight the slide
-        m.eq_data[eq, 10] = 0.0 if body in self.position_only else 1.0
-        d.eq_active[eq] = 1
-        self.held = body
-
-    def release(self) -> None:
-        for i in self.eq.values():
-            self.world.data.eq_active[i] = 0
-        self.held = None
-
-
-# -------------------------------------------------------------------------------------------- controllers
-class _ArmController:
-    """Joint-space setpoint generator: linear interpolation through the timed waypoints of the current chunk
-    (from the setpoint at the moment it was accepted), holding the last waypoint afterwards."""
-
-    def __init__(self, q0: np.ndarray):
-        self.setpoint = q0.copy()
-        self.velocity = np.zeros_like(q0)  # of the setpoint (feed-forward for the joint servos)
-        self.t0 = 0.0
-        self.times: np.ndarray | None = None
-        self.knots: np.ndarray | None = None
-
-    def start(self, t_now: float, times: np.ndarray, positions: np.ndarray):
-        self.t0 = t_now
-        self.times = np.concatenate([[0.0], times])
-        self.knots = np.vstack([self.setpoint[None], positions])
-
-    def hold(self, q: np.ndarray):
-        self.times = None
-        self.knots = None
-        self.setpoint = q.copy()
-        self.velocity = np.zeros_like(q)
-
-    @property
-    def active(self) -> bool:
-        return self.times is not None
-
-    def update(self, t_now: float) -> np.ndarray:
-        if self.times is None:
-            self.velocity[:] = 0.0
-            return self.setpoint
-        tau = t_now - self.t0
-        if tau >= self.times[-1]:
-            self.setpoint = self.knots[-1].copy()
-            self.velocity[:] = 0.0
-            self.times = None
-            self.knots = None
-            return self.setpoint
-        k = int(np.searchsorted(self.times, tau, side="right")) - 1
-        k = max(0, min(k, len(self.times) - 2))
-        a = (tau - self.times[k]) / (self.times[k + 1] - self.times[k])
-        self.setpoint = (1 - a) * self.knots[k] + a * self.knots[k + 1]
-        self.velocity = (self.knots[k + 1] - self.knots[k]) / (self.times[k + 1] - self.times[k])
-        return self.setpoint
-
-
-class _HandController:
-    def __init__(self, full_travel_s: float):
-        self.target = np.full(HAND_DOF, 1000.0)
-        self.command = np.full(HAND_DOF, 1000.0)  # rate-limited internal target
-        self.rate = np.full(HAND_DOF, 1000.0 / full_travel_s)  # units per second, per DoF
-
-    def update(self, dt: float) -> np.ndarray:
-        step = self.rate * dt
-        self.command += np.clip(self.target - self.command, -step, step)
-        return (1.0 - self.command / 1000.0) * HAND_CLOSED_ANGLE
-
-
-# ---------------------------------------------------------------------------------------------- devices
-class SimArm(Arm):
-    """FR3 in the simulator. Chunks are checked like a real arm's safety gate before anything is sent."""
-
-    def __init__(self, world: "SimWorld"):
-        self._w = world
-        self.connected = True
-        self._gate = ArmSafetyGate(ArmSafetyLimits(velocity_scale=world.config.arm_velocity_margin))
-
-    def connect(self) -> None:
-        self.connected = True
-
-    def disconnect(self) -> None:
-        self.connected = False
-
-    def _require(self):
-        if not self.connected:
-            raise DeviceError("simulated arm is disconnected; call connect() first")
-        if self._w.closed:
-            raise DeviceError("simulated world is closed")
-
-    def read_state(self) -> ArmState:
-        self._require()
-        w = self._w
-        with w.lock:
-            q = w.data.qpos[w.arm_qadr].copy()
-            dq = w.data.qvel[w.arm_dadr].copy()
-            tau_ext = -w.data.qfrc_constraint[w.arm_dadr].copy()
-            ee = np.eye(4)
-            bid = w.model.body("hand_base").id
-            ee[:3, :3] = w.data.xmat[bid].reshape(3, 3)
-            ee[:3, 3] = w.data.xpos[bid]
-        return ArmState(q=q, dq=dq, ee_pose=ee, tau_ext=tau_ext, stamp=time.monotonic())
-
-    def check(self, chunk: JointTrajectoryChunk, q_measured: np.ndarray) -> None:
-        """Raise SafetyViolation when ``chunk`` breaks a limit: the FR3 driver's own ArmSafetyGate (joint position
-        limits with margin, joint speeds, per-step and first-step size from the measured position, horizon)."""
-        self._gate.check(chunk.times, chunk.positions, q_measured)
-
-    def execute(self, chunk: JointTrajectoryChunk) -> None:
-        self._require()
-        w = self._w
-        with w.lock:
-            self.check(chunk, w.data.qpos[w.arm_qadr].copy())
-            w.arm_ctrl.start(float(w.data.time), np.asarray(chunk.times, float), np.asarray(chunk.positions, float))
-
-    def hold(self) -> None:
-        self._require()
-        w = self._w
-        with w.lock:
-            q = w.data.qpos[w.arm_qadr].copy()
-            w.arm_ctrl.hold(q)
-            w.data.ctrl[w.arm_act] = q  # now, not at the next control tick
-
-    def recover(self) -> None:
-        self._require()  # the simulated arm has no reflexes to recover from
-
-
-class SimHand(Hand):
-    """Inspire-style hand: 0..1000 (1000 = open) mapped linearly onto each actuated joint's range, rate-limited
-    like the real hand's speed setting."""
-
-    force_per_nm = 1000.0 / (9.81 * 0.05)  # joint torque [Nm] -> grams-force at a 5 cm lever
-
-    def __init__(self, world: "SimWorld"):
-        self._w = world
-        self.connected = True
-
-    def connect(self) -> None:
-        self.connected = True
-
-    def disconnect(self) -> None:
-        self.connected = False
-
-    def _require(self):
-        if not self.connected:
-            raise DeviceError("simulated hand is disconnected; call connect() first")
-        if self._w.closed:
-            raise DeviceError("simulated world is closed")
-
-    def _angles(self) -> np.ndarray:
-        w = self._w
-        q = w.data.qpos[w.hand_qadr]
-        return np.clip((1.0 - q / HAND_CLOSED_ANGLE) * 1000.0, 0.0, 1000.0)
-
-    def read_state(self) -> HandState:
-        self._require()
-        w = self._w
-        with w.lock:
-            angles = self._angles()
-            torque = w.data.actuator_force[w.hand_act].copy()
-            target = w.hand_ctrl.target.copy()
-            command = w.hand_ctrl.command.copy()
-        forces = np.abs(torque) * self.force_per_nm
-        status = []
-        for a, t, c, f in zip(angles, target, command, forces):
-            if abs(a - t) <= 20.0:
-                status.append("position_reached")
-            elif abs(c - t) < 1e-6 and f > 150.0:
-                status.append("force_reached")
-            elif t > a:
-                status.append("releasing")
-            else:
-                status.append("grasping")
-        currents = 15.0 + 0.6 * forces
-        return HandState(angles=angles, forces=forces, currents=currents, status=tuple(status),
-                         errors=tuple(frozenset() for _ in range(HAND_DOF)), temperatures=np.full(HAND_DOF, 32.0),
-                         stamp=time.monotonic())
-
-    def set_angles(self, angles: np.ndarray) -> None:
-        self._require()
-        a = np.asarray(angles, dtype=np.float64)
-        if a.shape != (HAND_DOF,):
-            raise SafetyViolation(f"hand targets need shape ({HAND_DOF},), got {a.shape}")
-        if not np.all(np.isfinite(a)):
-            raise SafetyViolation("hand targets contain NaN or inf")
-        if np.any(a < 0.0) or np.any(a > 1000.0):
-            raise SafetyViolation(f"hand targets must be within 0..1000, got {a.tolist()}")
-        with self._w.lock:
-            self._w.hand_ctrl.target = a.copy()
-
-    def hold(self) -> None:
-        self._require()
-        with self._w.lock:
-            a = self._angles()
-            self._w.hand_ctrl.target = a.copy()
-            self._w.hand_ctrl.command = a.copy()
-
-    def clear_errors(self) -> None:
-        self._require()
-
-
-class SimCamera(Camera):
-    """Offscreen MuJoCo camera with L515-like intrinsics (70 deg horizontal FoV, square pixels)."""
-
-    def __init__(self, world: "SimWorld", name: str):
-        self._w = world
-        self.name = name
-        self.connected = True
-        w, h = world.config.render_width, world.config.render_height
-        _, f = camera_fovy(w, h)
-        self.intrinsics = CameraIntrinsics(width=w, height=h, fx=f, fy=f, cx=w / 2.0, cy=h / 2.0)
-        self._cond = threading.Condition()
-        self._latest: CameraFrame | None = None
-        self._last_returned = -1
-        self._count = 0
-
-    def connect(self) -> None:
-        self.connected = True
-
-    def disconnect(self) -> None:
-        self.connected = False
-
-    def extrinsics(self) -> np.ndarray:
-        """T_world_camera (4x4) in the OpenCV convention (x right, y down, z forward)."""
-        w = self._w
-        with w.lock:
-            cid = w.model.camera(self.name).id
-            rot = w.data.cam_xmat[cid].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
-            pos = w.data.cam_xpos[cid].copy()
-        t = np.eye(4)
-        t[:3, :3], t[:3, 3] = rot, pos
-        return t
-
-    def _publish(self, color, depth, stamp):
-        with self._cond:
-            self._count += 1
-            self._latest = CameraFrame(color=color, timestamp=stamp, frame_number=self._count,
-                                       intrinsics=self.intrinsics, depth=depth, received=time.monotonic())
-            self._cond.notify_all()
-
-    def read(self, timeout: float = 1.0) -> CameraFrame:
-        if not self.connected:
-            raise DeviceError(f"simulated camera {self.name} is disconnected")
-        w = self._w
-        if w.closed:
-            raise DeviceError("simulated world is closed")
-        if not w.realtime:
-            color, depth, stamp = w.render(self.name)
-            self._publish(color, depth, stamp)
-            with self._cond:
-                self._last_returned = self._latest.frame_number
-                return self._latest
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._latest is None or self._latest.frame_number <= self._last_returned:
-                left = deadline - time.monotonic()
-                if left <= 0 or not w.realtime:
-                    raise DeviceTimeout(f"no frame from {self.name} within {timeout:.3f} s")
-                self._cond.wait(left)
-            self._last_returned = self._latest.frame_number
-            return self._latest
-
-
-# ------------------------------------------------------------------------------------------------ world
 class SimWorld:
     def __init__(self, config: SimWorldConfig | None = None):
         self.config = config or SimWorldConfig()
@@ -468,16 +59,15 @@ class SimWorld:
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         m = self.model
-        self.arm_qadr = np.array([m.joint(j).qposadr[0] for j in ARM_JOINTS])
-        self.arm_dadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
-        self.arm_act = np.array([m.actuator(j).id for j in ARM_JOINTS])
+        self.arm_qadr = np.array([m.joint(j).qposadr[0] for j in ARM_JOINT_NAMES])
+        self.arm_dadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINT_NAMES])
+        self.arm_act = np.array([m.actuator(j).id for j in ARM_JOINT_NAMES])
         self.hand_qadr = np.array([m.joint(j).qposadr[0] for j in HAND_ACTUATED_JOINTS])
-        self.hand_act = np.array([m.actuator(f"hand_{n}").id for n in
-                                  ("pinky", "ring", "middle", "index", "thumb_bend", "thumb_rotation")])
+        self.hand_act = np.array([m.actuator(f"hand_{n}").id for n in HAND_DOF_NAMES])
         self._kv_over_kp = -m.actuator_biasprm[self.arm_act, 2] / m.actuator_gainprm[self.arm_act, 0]
         self.grasp = GraspAssist(self, cfg.grasp_assist)
-        self.arm_ctrl = _ArmController(READY_Q)
-        self.hand_ctrl = _HandController(cfg.hand_full_travel_s)
+        self.arm_ctrl = ArmController(np.asarray(READY_Q))
+        self.hand_ctrl = HandController(cfg.hand_full_travel_s)
         self.arm = SimArm(self)
         self.hand = SimHand(self)
         self.cameras: dict[str, SimCamera] = {n: SimCamera(self, n) for n in self.task.cameras}
@@ -509,8 +99,8 @@ class SimWorld:
             mujoco.mj_resetData(self.model, self.data)
             self.data.qpos[self.arm_qadr] = READY_Q
             self.data.ctrl[self.arm_act] = READY_Q
-            self.arm_ctrl = _ArmController(READY_Q)
-            self.hand_ctrl = _HandController(self.config.hand_full_travel_s)
+            self.arm_ctrl = ArmController(np.asarray(READY_Q))
+            self.hand_ctrl = HandController(self.config.hand_full_travel_s)
             self.grasp.reset()
             self.task.randomize(np.random.default_rng(seed))
             self.task.reset_progress()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jala_policy.backbone import IMAGENET_MEAN, IMAGENET_STD, JalaBackbone
+from jala_policy.backbone import JalaBackbone
 from jala_policy.perceiver import LatentPerceiver, TextureEncoder
 
 from .config import PretrainConfig
@@ -44,8 +44,6 @@ class JalaPretrainModel(nn.Module):
                 p.requires_grad_(False)
         if config.loss.align_stop_grad_lap:  # z is a fixed target: nothing trains the LAP queries
             self.lap.queries.requires_grad_(False)
-        self.register_buffer("tex_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("tex_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.disable_dropout()
 
     def disable_dropout(self) -> None:
@@ -68,11 +66,7 @@ class JalaPretrainModel(nn.Module):
         return self.backbone.device
 
     def texture_features(self, images: torch.Tensor) -> torch.Tensor:
-        s = self.texture_encoder.image_size
-        x = images.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-        x = (x - self.tex_mean) / self.tex_std
-        return self.texture_encoder(x)
+        return self.texture_encoder(self.texture_encoder.preprocess(images))
 
     def latent_actions(self, first: torch.Tensor, second: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:
         """LAP latent actions z (M, n_latents, hidden) of boundary-frame pairs (uint8 (M, H, W, 3))."""

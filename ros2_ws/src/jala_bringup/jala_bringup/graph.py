@@ -3,8 +3,10 @@
 ``build_graph(GraphArgs(task=..., sim=...))`` returns the node specs (package, executable, name, namespace,
 parameters, remappings). The launch files turn them into ``launch_ros.actions.Node`` actions
 (``launch_node_kwargs``); the runner (``jala_bringup.run``) turns the same specs into subprocess command lines
-(``command_line``) with a ``--params-file``. Parameters come from ``config/common.yaml`` < ``config/<task>.yaml``
-< the arguments.
+(``command_line``) with a ``--params-file``. Parameters come from the node config dataclasses' defaults
+(``jala_ros.parameters``) < ``config/common.yaml`` < ``config/<task>.yaml`` < the arguments; the arguments
+(``GraphArgs``' fields other than task / sim / overrides) are generated from those dataclasses
+(``jala_bringup.arguments``).
 
 Simulation: ONE ``sim_devices`` process holds the SimWorld and the camera, arm and hand nodes (they share its
 physics); real robot: one process per device (``camera_node`` per camera, ``arm_node``, ``hand_node``).
@@ -13,13 +15,15 @@ Both: ``policy_node`` and ``supervisor_node``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jala_ros.parameters import (ARM_DEFAULTS, CAMERA_DEFAULTS, HAND_DEFAULTS, POLICY_DEFAULTS, SUPERVISOR_DEFAULTS,
-                                 check_known)
+from jala_ros.parameters import NODE_CONFIGS, SIM_PREFIXES, check_known, names_of
+
+from .arguments import ROLE_EXECUTABLES, given_parameters, graph_arguments
 
 TASKS = ("water_plant", "put_three_obj", "wipe_board")
 PACKAGE = "jala_ros"
@@ -57,13 +61,16 @@ class ConfigError(ValueError):
     """A task configuration (config/*.yaml) that cannot be used: unknown key, wrong shape."""
 
 
-# Sections of config/*.yaml whose keys are node parameters, and the node defaults they must match.
-_NODE_SECTIONS = {"arm": ARM_DEFAULTS, "hand": HAND_DEFAULTS, "camera": CAMERA_DEFAULTS, "policy": POLICY_DEFAULTS,
-                  "supervisor": SUPERVISOR_DEFAULTS}
+# Sections of config/*.yaml whose keys are node parameters: the fields of the role's node config dataclass.
+_NODE_SECTIONS = {role: names_of(NODE_CONFIGS[ROLE_EXECUTABLES[role]])
+                  for role in ("arm", "hand", "camera", "policy", "supervisor")}
 _TOP_KEYS = {"namespace", "task", "instruction", "cameras", "sim", *_NODE_SECTIONS}
-_SIM_KEYS = {"variant", "seed", "render_width", "render_height", "camera_fps", "world_options", "arm", "hand",
-             "policy", "supervisor"}
-_CAMERA_ENTRY_KEYS = {"name", "sim_camera", "serial"}
+# sim_devices parameters the graph computes from the task and its cameras (not set in the YAML)
+_SIM_COMPUTED = {"task", "camera_names", "sim_cameras", "image_topics", "info_topics"}
+_SIM_WORLD_KEYS = {n for n in names_of(NODE_CONFIGS["sim_devices"]) - _SIM_COMPUTED
+                   if not n.startswith(tuple(SIM_PREFIXES))}
+_SIM_KEYS = _SIM_WORLD_KEYS | {"arm", "hand", "policy", "supervisor"}
+_CAMERA_ENTRY_KEYS = {"name", "sim_camera", "serial"}  # serial: the camera node's parameter of that name
 
 
 def check_task_config(cfg: dict, where: str) -> None:
@@ -113,33 +120,30 @@ def camera_topics(camera_name: str) -> tuple[str, str]:
 
 
 @dataclass
-class GraphArgs:
+class _GraphArgsBase:
     task: str
     sim: bool = True
-    checkpoint: str = ""
-    device: str = ""  # '' = config (auto)
-    instruction: str = ""  # '' = the task's
-    autostart: bool = False
-    seed: int | None = None  # sim world seed
-    variant: str = ""  # sim world variant ('' = config)
-    robot_ip: str = ""
-    hand_transport: str = "tcp"
-    hand_host: str = "127.0.0.1"
-    hand_port: int = 6000
-    hand_serial_port: str = "/dev/ttyUSB0"
-    camera_serials: tuple[str, ...] = ()
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> extra parameters
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
-        if isinstance(self.camera_serials, str):
-            self.camera_serials = tuple(s.strip() for s in self.camera_serials.split(",") if s.strip())
-        self.camera_serials = tuple(self.camera_serials)
-        if self.hand_transport not in ("tcp", "rtu"):
-            raise ValueError(f"hand_transport must be tcp or rtu, got {self.hand_transport!r}")
-        if not self.sim and not self.robot_ip:
-            raise ValueError("the real robot needs robot_ip (the FR3 controller's address)")
+        for a in graph_arguments():
+            setattr(self, a.name, a.check(getattr(self, a.name)))
+
+
+def make_graph_args_class() -> type:
+    """GraphArgs: task, sim, overrides, and one field per launch argument / runner option of the node config
+    dataclasses (``jala_bringup.arguments``), default None = not given (task config, else the field's default)."""
+    fields = [(a.name, Any, field(default=None)) for a in graph_arguments()]
+    cls = dataclasses.make_dataclass("GraphArgs", fields, bases=(_GraphArgsBase,))
+    cls.__module__ = __name__
+    cls.__doc__ = ("What a graph is built from: task, sim, overrides (role -> extra node parameters) and the "
+                   "arguments " + ", ".join(f[0] for f in fields) + " (None = not given).")
+    return cls
+
+
+GraphArgs = make_graph_args_class()
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,20 @@ def _check_param(name: str, value: Any) -> None:
         raise ValueError(f"parameter {name}: {value!r} is not a ROS parameter value")
 
 
+def _typed(role: str, params: dict[str, Any]) -> dict[str, Any]:
+    """An int given for a float parameter (``camera_fps: 15`` in YAML) becomes a float: the ROS parameter's type
+    is that of the value it is declared with."""
+    fields = {f.name: f for f in dataclasses.fields(NODE_CONFIGS[ROLE_EXECUTABLES[role]])}
+    out = {}
+    for k, v in params.items():
+        f = fields.get(k)
+        if f is not None and isinstance(v, int) and not isinstance(v, bool) and \
+                isinstance(f.default, float):
+            v = float(v)
+        out[k] = v
+    return out
+
+
 def build_graph(args: GraphArgs) -> list[NodeSpec]:
     cfg = load_task_config(args.task)
     ns = cfg.get("namespace", NAMESPACE)
@@ -178,56 +196,51 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
     topics = [camera_topics(n) for n in names]
     image_topics = [t[0] for t in topics]
     info_topics = [t[1] for t in topics]
+    sim = dict(cfg.get("sim", {}) or {}) if args.sim else {}
     specs: list[NodeSpec] = []
 
-    def extra(role: str) -> dict:
-        return dict(args.overrides.get(role, {}))
+    def section(role: str) -> dict:
+        """The role's YAML section, with its sim: overrides in simulation."""
+        return {**(cfg.get(role) or {}), **(sim.get(role) or {})}
+
+    def add(role: str, name: str | None, params: dict) -> None:
+        params = _typed(role, {**params, **args.overrides.get(role, {})})
+        specs.append(NodeSpec(role, PACKAGE, ROLE_EXECUTABLES[role], name, ns, params))
 
     if args.sim:
-        sim = dict(cfg.get("sim", {}))
         params = {
             "task": args.task,
-            "variant": args.variant or sim.get("variant", "seen"),
-            "seed": int(sim.get("seed", 0) if args.seed is None else args.seed),
-            "render_width": int(sim.get("render_width", 320)),
-            "render_height": int(sim.get("render_height", 240)),
-            "camera_fps": float(sim.get("camera_fps", 30.0)),
+            **{k: v for k, v in sim.items() if k in _SIM_WORLD_KEYS},
             "camera_names": names,
             "sim_cameras": [c.get("sim_camera", "") or "" for c in cams],
             "image_topics": image_topics,
             "info_topics": info_topics,
             # the arm and hand nodes inside sim_devices take these (prefix stripped)
-            **{f"arm_{k}": v for k, v in {**cfg["arm"], **sim.get("arm", {})}.items()},
-            **{f"hand_{k}": v for k, v in {**cfg["hand"], **sim.get("hand", {})}.items()},
+            **{f"{prefix}{k}": v for prefix in SIM_PREFIXES for k, v in section(prefix[:-1]).items()},
+            **given_parameters(args, "sim_devices"),
         }
-        params.update(extra("sim_devices"))
-        specs.append(NodeSpec("sim_devices", PACKAGE, "sim_devices", None, ns, params))
+        add("sim_devices", None, params)
     else:
-        serials = list(args.camera_serials) or [c.get("serial", "") or "" for c in cams]
-        if len(serials) != len(cams):
+        serials = getattr(args, "camera_serials", None)
+        if serials is not None and len(serials) != len(cams):
             raise ValueError(f"{args.task} uses {len(cams)} camera(s) {names}; got {len(serials)} serial(s)")
-        for cam, serial, (img, info) in zip(cams, serials, topics):
-            params = {"camera_name": cam["name"], "image_topic": img, "info_topic": info,
-                      "frame_id": f"{cam['name']}_color_optical_frame", "serial": serial,
-                      **{k: cfg["camera"][k] for k in ("width", "height", "fps", "read_timeout_s")}}
-            params.update(extra("camera"))
-            specs.append(NodeSpec("camera", PACKAGE, "camera_node", f"camera_{cam['name']}", ns, params))
-        arm = {**cfg["arm"], "robot_ip": args.robot_ip, **extra("arm")}
-        specs.append(NodeSpec("arm", PACKAGE, "arm_node", "arm", ns, arm))
-        hand = {**cfg["hand"], "transport": args.hand_transport, "hand_host": args.hand_host,
-                "hand_port": int(args.hand_port), "serial_port": args.hand_serial_port, **extra("hand")}
-        specs.append(NodeSpec("hand", PACKAGE, "hand_node", "hand", ns, hand))
+        for i, (cam, (img, info)) in enumerate(zip(cams, topics)):
+            params = {**section("camera"), "camera_name": cam["name"], "image_topic": img, "info_topic": info,
+                      "frame_id": f"{cam['name']}_color_optical_frame", "serial": cam.get("serial", "") or "",
+                      **given_parameters(args, "camera", camera_index=i)}
+            add("camera", f"camera_{cam['name']}", params)
+        arm = {**section("arm"), **given_parameters(args, "arm")}
+        if not {**arm, **args.overrides.get("arm", {})}.get("robot_ip"):
+            raise ValueError("the real robot needs robot_ip (the FR3 controller's address)")
+        add("arm", "arm", arm)
+        add("hand", "hand", {**section("hand"), **given_parameters(args, "hand")})
 
-    policy = {**cfg["policy"], **(cfg.get("sim", {}).get("policy", {}) if args.sim else {}),
-              "checkpoint": args.checkpoint, "image_topics": image_topics,
-              "instruction": args.instruction or cfg.get("instruction", ""), "autostart": bool(args.autostart)}
-    if args.device:
-        policy["device"] = args.device
-    policy.update(extra("policy"))
-    specs.append(NodeSpec("policy", PACKAGE, "policy_node", "policy", ns, policy))
-    sup = {**cfg["supervisor"], **(cfg.get("sim", {}).get("supervisor", {}) if args.sim else {}),
-           "camera_info_topics": info_topics, **extra("supervisor")}
-    specs.append(NodeSpec("supervisor", PACKAGE, "supervisor_node", "supervisor", ns, sup))
+    policy = {**section("policy"), "image_topics": image_topics,
+              **({"instruction": cfg["instruction"]} if cfg.get("instruction") else {}),
+              **given_parameters(args, "policy")}
+    add("policy", "policy", policy)
+    add("supervisor", "supervisor", {**section("supervisor"), "camera_info_topics": info_topics,
+                                     **given_parameters(args, "supervisor")})
     for s in specs:
         for k, v in s.parameters.items():
             _check_param(f"{s.role}.{k}", v)

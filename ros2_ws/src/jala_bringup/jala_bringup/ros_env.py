@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from .graph import config_dir
-
 PROFILE_NAME = "fastdds_loopback.xml"
 
 
 def profile_path() -> str:
+    from .graph import config_dir  # not at import: this module needs no node parameters (jala_ros.parameters)
+
     return str(config_dir() / PROFILE_NAME)
 
 

@@ -20,10 +20,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from hardware.interfaces import DeviceTimeout
 
 from .conversions import IMAGE_PUB_QOS, camera_info_msg, image_msg
-from .core import RateMeter
+from jala_runtime.stats import RateMeter
 from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, WARN, MonotonicToRosTime, declare, diag_array, diag_status,
                          init_ros, spin_nodes, startup_errors)
-from .parameters import CAMERA_DEFAULTS
+from .parameters import CameraNodeConfig, driver_params
 
 
 
@@ -31,7 +31,7 @@ class CameraNode(Node):
     def __init__(self, camera=None, name: str = "camera", namespace: str = "/jala", overrides: dict | None = None,
                  allowed_parameters: set[str] | None = None, **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, CAMERA_DEFAULTS, overrides, allowed_parameters)
+        self.p = declare(self, CameraNodeConfig, overrides, allowed_parameters)
         self.camera = camera
         self.image_pub = self.create_publisher(Image, self.p["image_topic"], IMAGE_PUB_QOS)
         self.info_pub = self.create_publisher(CameraInfo, self.p["info_topic"], IMAGE_PUB_QOS)
@@ -99,14 +99,15 @@ class CameraNode(Node):
 
 def main(args=None) -> None:
     """Real camera (hardware.realsense) as its own process."""
-    from .devices import make_real_camera
+    from .devices import make_device
 
     init_ros(args)
     with startup_errors("camera_node"):
         node = CameraNode(name="camera")
         p = node.p
-        camera = make_real_camera({k: p[k] for k in ("serial", "camera_name", "width", "height", "fps",
-                                                     "enable_depth")}, p["driver_options"])
+        # serial, name (= camera_name), color_width, color_height, color_fps, enable_depth: RealSenseCameraConfig's
+        params = driver_params(CameraNodeConfig, p)
+        camera = make_device("camera", p["device_kind"], params, p["driver_options"])
         camera.connect()
     node.start(camera)
     def _shutdown():

@@ -7,7 +7,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from .core import ChunkError, TimedChunk
+from jala_runtime.chunk import ChunkError, TimedChunk
 
 # Images: reliable, keep last 1 (realsense-ros default is reliable; best-effort subscribers also match).
 IMAGE_PUB_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -103,19 +103,25 @@ def joint_positions(msg: JointState, names) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- chunks
-def chunk_to_trajectory(actions: np.ndarray, timestamps: np.ndarray, obs_stamp: float, joint_names) -> JointTrajectory:
-    """An ActionChunk (actions (H, J) applying at absolute ``timestamps``) as a JointTrajectory stamped with the
-    observation time; time_from_start = timestamp - obs_stamp."""
-    actions = np.asarray(actions, dtype=np.float64)
-    if actions.shape[1] != len(joint_names):
-        raise ValueError(f"chunk has {actions.shape[1]} columns for {len(joint_names)} joint names")
+def chunk_to_trajectory(chunk: TimedChunk) -> JointTrajectory:
+    """A TimedChunk as a JointTrajectory: header.stamp = the observation stamp, time_from_start = waypoint time
+    minus the stamp (the same absolute times on the receiving side)."""
+    return trajectory_msg(chunk.positions, chunk.times, chunk.stamp, chunk.joint_names)
+
+
+def trajectory_msg(positions, times, stamp: float, joint_names) -> JointTrajectory:
+    """A JointTrajectory from raw arrays, without validation (what the chunk topic carries; tests and fault
+    injection build malformed ones with it). ``times`` are absolute, on the clock of ``stamp``."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if positions.shape[1] != len(joint_names):
+        raise ValueError(f"chunk has {positions.shape[1]} columns for {len(joint_names)} joint names")
     msg = JointTrajectory()
-    msg.header.stamp = to_time_msg(obs_stamp)
+    msg.header.stamp = to_time_msg(stamp)
     msg.joint_names = list(joint_names)
-    for a, t in zip(actions, np.asarray(timestamps, dtype=np.float64)):
+    for a, t in zip(positions, np.asarray(times, dtype=np.float64)):
         p = JointTrajectoryPoint()
         p.positions = [float(v) for v in a]
-        p.time_from_start = to_duration_msg(max(0.0, float(t) - obs_stamp))
+        p.time_from_start = to_duration_msg(max(0.0, float(t) - stamp))
         msg.points.append(p)
     return msg
 
@@ -124,6 +130,9 @@ def trajectory_to_chunk(msg: JointTrajectory) -> TimedChunk:
     """Validated TimedChunk from a JointTrajectory; raises ChunkError with a clear reason."""
     if not msg.points:
         raise ChunkError("chunk has no points")
+    stamp = from_time_msg(msg.header.stamp)
+    if stamp <= 0:
+        raise ChunkError(f"chunk header stamp {stamp} is not a valid time")
     n = len(msg.joint_names)
     rows = []
     for i, p in enumerate(msg.points):
@@ -131,5 +140,4 @@ def trajectory_to_chunk(msg: JointTrajectory) -> TimedChunk:
             raise ChunkError(f"chunk point {i} has {len(p.positions)} positions for {n} joint names")
         rows.append(p.positions)
     tfs = np.array([from_duration_msg(p.time_from_start) for p in msg.points])
-    return TimedChunk.from_parts(from_time_msg(msg.header.stamp), tfs, np.array(rows, dtype=np.float64),
-                                 tuple(msg.joint_names))
+    return TimedChunk.from_relative(stamp, tfs, np.array(rows, dtype=np.float64), tuple(msg.joint_names))

@@ -1,52 +1,52 @@
-"""Device factory: real drivers (imported lazily) or the simulated task world (no ROS imports here).
+"""Device factory: real drivers through ``hardware.registry`` (imported lazily) or the simulated task world (no
+ROS imports here).
 
-Real mode makes one device per call (each node process owns its device). Sim mode builds ONE ``SimWorld``
-whose arm, hand and cameras share a physics thread, so they must live in one process (``sim_devices``).
-
-Driver configs are built from plain dicts: keys matching the driver config dataclass's fields are passed on,
-a few common aliases are mapped (``robot_ip`` -> the field the Franka config uses, ...), and ``extra``
-(JSON object text, e.g. from a ROS parameter) is passed verbatim, so new driver options need no code here.
+Real mode makes one device per call (each node process owns its device): ``make_device(role, kind, params,
+extra)`` looks the kind up in the registry (a node's ``device_kind`` parameter) and builds its driver config
+from ``params`` (node parameters named exactly as the config's fields) plus ``extra`` (JSON object text, e.g.
+the ``driver_options`` parameter, passed verbatim), so new driver options and new device kinds need no code here.
+Sim mode builds ONE ``SimWorld`` whose arm, hand and cameras share a physics thread, so they must live in one
+process (``sim_devices``).
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import json
 from typing import Any
 
-_ALIASES = {
-    "robot_ip": ("robot_ip", "host", "ip", "fci_ip", "hostname"),
-    "serial": ("serial", "serial_number", "device_serial"),
-    "camera_name": ("name",),
-    "width": ("width", "color_width", "image_width"),
-    "height": ("height", "color_height", "image_height"),
-    "fps": ("fps", "frame_rate", "color_fps"),
-    "hand_host": ("host",),
-    "hand_port": ("port",),
-    "serial_port": ("serial_port",),
-    "transport": ("transport",),
-}
+DEFAULT_KINDS = {"arm": "franka_fr3", "hand": "inspire_rh56", "camera": "realsense_l515"}  # device_kind defaults
+
+
+def make_device(role: str, kind: str, params: dict[str, Any], extra: str | dict | None = None):
+    """The real device of ``kind`` (registered for ``role``: "arm", "hand" or "camera"), not yet connected.
+
+    ``params`` keys are the driver config's field names (None / "" = the driver's default), ``extra`` a JSON
+    object (text or dict) of further fields. An unknown kind, or a key that is not a field, is a ValueError
+    naming the kinds / fields there are; a missing driver dependency (franky, pyrealsense2) surfaces here."""
+    from hardware import registry
+
+    spec = registry.get(role, kind or DEFAULT_KINDS.get(role, ""))
+    return spec.make(registry.build_config(spec, params, extra))
 
 
 def build_config(config_cls, params: dict[str, Any], extra: str | dict | None = None):
-    """Instance of the dataclass ``config_cls`` from ``params`` (aliases mapped, unknown keys ignored, empty
-    strings treated as unset) plus ``extra`` (JSON text or dict, passed verbatim: unknown keys there raise)."""
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in params.items():
-        if value is None or (isinstance(value, str) and value == ""):
-            continue
-        for name in _ALIASES.get(key, (key,)):
-            if name in fields:
-                kwargs[name] = value
-                break
-    if extra:
-        extra_d = json.loads(extra) if isinstance(extra, str) else dict(extra)
-        unknown = set(extra_d) - fields
-        if unknown:
-            raise ValueError(f"{config_cls.__name__} has no option(s) {sorted(unknown)}")
-        kwargs.update(extra_d)
-    return config_cls(**kwargs)
+    """``hardware.registry.build_config``: the dataclass ``config_cls`` from keys that are exactly its field names
+    (None / "" = unset) plus ``extra`` (JSON object text or dict); a key that is not a field is a ValueError."""
+    from hardware.registry import build_config as build
+
+    return build(config_cls, params, extra)
+
+
+# Compatibility shims for the nodes until they call make_device with their ``device_kind`` parameter.
+def make_real_arm(params: dict[str, Any], extra: str | dict | None = None):
+    return make_device("arm", DEFAULT_KINDS["arm"], params, extra)
+
+
+def make_real_hand(params: dict[str, Any], extra: str | dict | None = None):
+    return make_device("hand", DEFAULT_KINDS["hand"], params, extra)
+
+
+def make_real_camera(params: dict[str, Any], extra: str | dict | None = None):
+    return make_device("camera", DEFAULT_KINDS["camera"], params, extra)
 
 
 def _load(module: str, *names: str):
@@ -55,27 +55,6 @@ def _load(module: str, *names: str):
     except ImportError as exc:
         raise RuntimeError(f"real-device driver module {module} is not available: {exc}") from exc
     return [getattr(mod, n) for n in names]
-
-
-def make_real_arm(params: dict[str, Any], extra: str | dict | None = None):
-    """FrankaArm from ``hardware.franka.arm`` (imports franky; params: robot_ip, ...)."""
-    arm_cls, = _load("hardware.franka.arm", "FrankaArm")
-    cfg_cls, = _load("hardware.franka", "FrankaArmConfig")
-    return arm_cls(build_config(cfg_cls, params, extra))
-
-
-def make_real_hand(params: dict[str, Any], extra: str | dict | None = None):
-    """InspireHand from ``hardware.inspire.driver`` (params: transport tcp|rtu, hand_host, hand_port, serial_port)."""
-    hand_cls, = _load("hardware.inspire.driver", "InspireHand")
-    cfg_cls, = _load("hardware.inspire", "InspireHandConfig")
-    return hand_cls(build_config(cfg_cls, params, extra))
-
-
-def make_real_camera(params: dict[str, Any], extra: str | dict | None = None):
-    """RealSenseCamera from ``hardware.realsense`` (params: serial, camera_name, width, height, fps,
-    enable_depth)."""
-    cam_cls, cfg_cls = _load("hardware.realsense", "RealSenseCamera", "RealSenseCameraConfig")
-    return cam_cls(build_config(cfg_cls, params, extra))
 
 
 def make_sim_world(task: str, variant: str = "seen", seed: int = 0, render_width: int = 320,

@@ -15,20 +15,24 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from .parameters import (ARM_STATE_TOPIC, CHUNK_TOPIC, DIAGNOSTICS_TOPIC, HAND_STATE_TOPIC,  # noqa: F401
-                         HOLD_REQUEST_TOPIC, HOLD_TOPIC, POLICY_RUNNING_TOPIC, STATUS_TOPIC, check_known)
+                         HOLD_REQUEST_TOPIC, HOLD_TOPIC, POLICY_RUNNING_TOPIC, STATUS_TOPIC, check_known,
+                         defaults_of)
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs levels (the message constants are bytes)
 
 
-def declare(node: Node, defaults: dict[str, Any], overrides: dict[str, Any] | None = None,
+def declare(node: Node, config: type | dict[str, Any], overrides: dict[str, Any] | None = None,
             allowed: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
-    """Declare every parameter of ``defaults`` (overrides win over defaults; launch/params files win over both)
-    and return the effective values.
+    """Declare every field of the node config dataclass ``config`` (``jala_ros.parameters``; a {name: default}
+    dict is accepted too) as a ROS parameter of the same name (overrides win over the field defaults;
+    launch/params files win over both) and return the effective values as a dict keyed by field name.
 
-    ``allowed``: the parameter names the whole process accepts (default: ``defaults``' names); a launch/params
+    ``allowed``: the parameter names the whole process accepts (default: the config's names); a launch/params
     file or ``-p`` override outside them raises UnknownParameterError naming it. ``set()`` skips the check (a
     node sharing its process's params file with others, checked by the process's owner node)."""
+    defaults = config if isinstance(config, dict) else defaults_of(config)
     overrides = overrides or {}
+    check_known(overrides, defaults, f"node {node.get_fully_qualified_name()} (overrides)")
     given = getattr(node, "_parameter_overrides", {})  # rclpy: the overrides from the command line / params files
     if allowed is None or allowed:
         check_known(given, set(defaults) if allowed is None else allowed, f"node {node.get_fully_qualified_name()}")
@@ -151,11 +155,21 @@ def startup_errors(label: str):
         yield
     except (ValueError, OSError, DeviceError) as exc:  # ConfigError, UnknownParameterError, FileNotFoundError, ...
         print(f"{label}: cannot start: {exc}", file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
+        _shutdown_and_join()
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        rclpy.try_shutdown()
+        _shutdown_and_join()
         raise SystemExit(130) from None
+
+
+def _shutdown_and_join(timeout: float = 2.0) -> None:
+    """Shut ROS down and let the threads spinning helper nodes end: a process that exits while one of them is
+    still inside the rcl wait set aborts in C++ ("terminate called without an active exception", exit 134)."""
+    rclpy.try_shutdown()
+    end = time.monotonic() + timeout
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and t.is_alive():
+            t.join(timeout=max(0.0, end - time.monotonic()))
 
 
 def make_executor(context=None) -> SingleThreadedExecutor:
@@ -203,23 +217,46 @@ def wait_for(cond, timeout: float, period: float = 0.02) -> bool:
     return cond()
 
 
+def log_at(logger, level: str, message: str) -> None:
+    """Log at ``level`` ("info" | "warn" | "error"). rclpy ties a severity to each call site ("Logger severity
+    cannot be changed between calls"), so each level has its own line here."""
+    if level == "error":
+        logger.error(message)
+    elif level == "warn":
+        logger.warning(message)
+    else:
+        logger.info(message)
+
+
 class BackgroundSpin:
-    """Spins ``nodes`` on an executor of their own (``make_executor``) in a daemon thread until ``close()``."""
+    """Spins ``nodes`` on an executor of their own (``make_executor``) in a daemon thread until ``close()``.
+
+    An exception in a callback is printed and spinning goes on: the thread must not die silently (a hold listener
+    that stopped listening would let the robot move on after a hold)."""
 
     def __init__(self, nodes: list[Node], context=None, name: str = "ros-spin"):
         self.executor = make_executor(context=context)
+        self._closed = False
         for n in nodes:
             self.executor.add_node(n)
         self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - context shut down
-            pass
+        import traceback
+
+        while not self._closed:
+            try:
+                self.executor.spin()
+                return
+            except Exception:  # noqa: BLE001 - context shut down, or a callback raised
+                if self._closed or not self.executor.context.ok():
+                    return
+                print(f"[{self._thread.name}] a callback raised; spinning on:\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
 
     def close(self, timeout: float = 1.0) -> None:
+        self._closed = True
         self.executor.shutdown(timeout_sec=timeout)
         self._thread.join(timeout=timeout + 1.0)
 

@@ -29,12 +29,17 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from embodiment import ARM_JOINT_NAMES, HAND_JOINT_NAMES
+from jala_runtime.loop import InferenceLoop, PolicyRunner
+from jala_runtime.observation import ObservationAssembler
+from jala_runtime.scheduler import ChunkScheduler
+
 from .conversions import (CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, chunk_to_trajectory, from_time_msg,
                           image_to_array, joint_positions)
-from .core import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES, next_inference_time, percentiles
+from jala_runtime.stats import percentiles
 from .node_utils import (DIAGNOSTICS_TOPIC, OK, POLICY_RUNNING_TOPIC, WARN, HoldListener, declare, diag_array,
                          diag_status, init_ros, now_s, spin_nodes, startup_errors)
-from .parameters import POLICY_DEFAULTS
+from .parameters import PolicyNodeConfig
 
 
 
@@ -50,26 +55,22 @@ class PolicyNode(Node):
     def __init__(self, policy=None, name: str = "policy", namespace: str = "/jala", overrides: dict | None = None,
                  **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, POLICY_DEFAULTS, overrides)
+        self.p = declare(self, PolicyNodeConfig, overrides)
         if policy is None:
             policy = self._load_policy()
         self.policy = policy
         self.action_dt = float(policy.config.action_dt)
         self.horizon = int(policy.config.action_head.action_horizon)
-        if not 1 <= self.p["execute_steps"] <= self.horizon:
-            raise ValueError(f"execute_steps must be 1..{self.horizon}, got {self.p['execute_steps']}")
         topics = list(self.p["image_topics"])
-        from jala_policy import check_camera_views  # one check and message with hardware.sim.evaluate
+        from jala_policy import check_camera_views  # one check and message with evaluation.simulated
 
         check_camera_views(policy.config.num_views, topics)
         self.instruction = self.p["instruction"]
-        self._images: list[Image | None] = [None] * len(topics)
-        self._arm_state: JointState | None = None
-        self._hand_state: JointState | None = None
-        self._state_t = [0.0, 0.0]
-        self._lock = threading.Lock()
+        # the runtime core (jala_runtime): observation assembly, scheduling, the inference thread
+        self.observations = ObservationAssembler(len(topics), self.p["max_obs_age_s"], decode=image_to_array)
+        self.runner = PolicyRunner(policy, ChunkScheduler(self.action_dt, int(self.p["execute_steps"]), self.horizon),
+                                   self.observations, seed=None if self.p["seed"] < 0 else int(self.p["seed"]))
         self._run_lock = threading.RLock()  # running / held and publishing a chunk
-        self._wake = threading.Event()
         self.running = False
         self.held = False
         self.hold_reason = ""
@@ -78,8 +79,9 @@ class PolicyNode(Node):
         self.last_error = ""
         self.latencies: list[float] = []  # frame stamp -> chunk published [s]
         self.infer_ms: list[float] = []
-        self._latency_est = 0.0
-        self._next_time = 0.0
+        self.loop = InferenceLoop(self.runner, clock=lambda: now_s(self), running=lambda: self.running,
+                                  instruction=lambda: self.instruction, publish=self._publish_chunk,
+                                  log=self._log, on_error=self._on_inference_error, on_published=self._on_published)
 
         for i, t in enumerate(topics):
             self.create_subscription(Image, t, lambda m, i=i: self._on_image(i, m), IMAGE_SUB_QOS)
@@ -93,8 +95,7 @@ class PolicyNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
         self.create_timer(1.0 / self.p["diagnostics_rate_hz"], self.publish_diagnostics)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="policy-inference", daemon=True)
-        self._thread.start()
+        self.loop.start()
         self._stall_tick = time.monotonic()
         self._stall_thread = threading.Thread(target=self._stall_loop, name="policy-stall-guard", daemon=True)
         self._stall_thread.start()
@@ -136,19 +137,14 @@ class PolicyNode(Node):
 
     # -------------------------------------------------------------------------------------------- inputs
     def _on_image(self, i: int, msg: Image) -> None:
-        with self._lock:
-            self._images[i] = msg
-        self._wake.set()
+        self.observations.set_frame(i, from_time_msg(msg.header.stamp), msg)  # decoded only when used
+        self.loop.wake()
 
     def _on_arm(self, msg: JointState) -> None:
-        with self._lock:
-            self._arm_state = msg
-            self._state_t[0] = now_s(self)
+        self.observations.set_arm(joint_positions(msg, ARM_JOINT_NAMES), now_s(self))
 
     def _on_hand(self, msg: JointState) -> None:
-        with self._lock:
-            self._hand_state = msg
-            self._state_t[1] = now_s(self)
+        self.observations.set_hand(joint_positions(msg, HAND_JOINT_NAMES), now_s(self))
 
     def _on_instruction(self, msg: String) -> None:
         if msg.data.strip():
@@ -185,8 +181,8 @@ class PolicyNode(Node):
         with self._run_lock:
             self.running = running
             if running:
-                self._next_time = 0.0  # start with a fresh chunk at once
-                self._wake.set()
+                self.runner.scheduler.reset()  # start with a fresh chunk at once
+                self.loop.wake()
             self.running_pub.publish(Bool(data=running))
         if why:
             self.get_logger().info(f"{'running' if running else 'stopped'} ({why})")
@@ -212,81 +208,27 @@ class PolicyNode(Node):
         return resp
 
     # ------------------------------------------------------------------------------------------ inference
-    def _observation(self, now: float):
-        """(images, proprio, stamp) from the newest inputs, or (None, reason)."""
-        with self._lock:
-            images, arm, hand, st = list(self._images), self._arm_state, self._hand_state, list(self._state_t)
-        if any(m is None for m in images):
-            return None, "waiting for camera frames"
-        if arm is None or hand is None:
-            return None, "waiting for joint states"
-        max_age = self.p["max_obs_age_s"]
-        stamp = from_time_msg(images[0].header.stamp)  # the main view's frame stamps the chunk
-        oldest = min(from_time_msg(m.header.stamp) for m in images)
-        if now - oldest > max_age:
-            return None, f"newest camera frame is {now - oldest:.3f} s old"
-        if now - min(st) > max_age:
-            return None, "joint states are stale"
-        proprio = np.concatenate([joint_positions(arm, ARM_JOINT_NAMES), joint_positions(hand, HAND_JOINT_NAMES)])
-        return ([image_to_array(m) for m in images], proprio, stamp), ""
+    def _publish_chunk(self, chunk) -> bool:
+        """Called by the inference thread: publish unless stopped, held or stalled meanwhile (then dropped)."""
+        with self._run_lock:
+            if self.check_stall() or not self.running:
+                return False
+            self.chunk_pub.publish(chunk_to_trajectory(chunk))
+        self.chunks_published += 1
+        return True
 
-    def _loop(self) -> None:
-        idx = 0
-        last_reason = ""
-        last_stamp = 0.0
-        while not self._stop.is_set():
-            if not self.running:
-                self._wake.wait(timeout=0.05)
-                self._wake.clear()
-                continue
-            now = now_s(self)
-            if now < self._next_time:
-                time.sleep(min(self._next_time - now, 0.05))
-                continue
-            obs, reason = self._observation(now)
-            if obs is None:
-                if reason != last_reason:
-                    self.get_logger().warn(reason)
-                    last_reason = reason
-                self._wake.wait(timeout=0.01)
-                self._wake.clear()
-                continue
-            last_reason = ""
-            images, proprio, stamp = obs
-            if stamp <= last_stamp:  # never compute twice from the same frame: wait for the next one
-                self._wake.wait(timeout=0.01)
-                self._wake.clear()
-                continue
-            last_stamp = stamp
-            seed = None if self.p["seed"] < 0 else int(self.p["seed"]) + idx
-            t0 = time.perf_counter()
-            try:
-                chunk = self.policy.predict(images if len(images) > 1 else images[0], self.instruction, proprio,
-                                            timestamp=stamp, seed=seed)
-            except Exception as exc:  # noqa: BLE001 - no chunk is published; the supervisor sees the gap
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"inference failed: {self.last_error}")
-                time.sleep(0.1)
-                continue
-            infer = time.perf_counter() - t0
-            with self._run_lock:
-                if self.check_stall() or not self.running:  # stopped, held or stalled meanwhile: drop the chunk
-                    continue
-                self.chunk_pub.publish(chunk_to_trajectory(chunk.actions, chunk.timestamps, stamp,
-                                                           CHUNK_JOINT_NAMES))
-            published = now_s(self)
-            idx += 1
-            self.chunks_published += 1
-            latency = published - stamp
-            self.latencies.append(latency)
-            self.infer_ms.append(infer * 1e3)
-            if len(self.latencies) > 2000:
-                del self.latencies[:1000], self.infer_ms[:1000]
-            # Estimate of frame-to-chunk latency for scheduling: recent median, biased up a little.
-            self._latency_est = float(np.percentile(self.latencies[-20:], 75))
-            self._next_time = next_inference_time(stamp, self.action_dt, int(self.p["execute_steps"]),
-                                                  self._latency_est)
+    def _on_published(self, chunk, latency: float, infer_s: float) -> None:
+        self.latencies.append(latency)
+        self.infer_ms.append(infer_s * 1e3)
+        if len(self.latencies) > 2000:
+            del self.latencies[:1000], self.infer_ms[:1000]
+
+    def _on_inference_error(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message
+
+    def _log(self, level: str, message: str) -> None:
+        log_at(self.get_logger(), level, message)
 
     def publish_diagnostics(self) -> None:
         lat = percentiles(self.latencies[-200:])
@@ -303,8 +245,7 @@ class PolicyNode(Node):
     def destroy_node(self):
         self.hold_listener.close()
         self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5.0)
+        self.loop.close()
         self._stall_thread.join(timeout=1.0)
         return super().destroy_node()
 

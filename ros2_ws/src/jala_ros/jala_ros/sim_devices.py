@@ -24,7 +24,7 @@ from .conversions import LATCHED_QOS
 from .devices import make_sim_world, pick_sim_cameras
 from .hand_node import HandNode
 from .node_utils import declare, init_ros, spin_nodes, startup_errors
-from .parameters import SIM_DEFAULTS
+from .parameters import SIM_PREFIXES, SimDevicesConfig
 
 
 
@@ -45,7 +45,7 @@ class SimWorldNode(Node):
 
     def __init__(self, name: str = "sim", namespace: str = "/jala", overrides: dict | None = None, world=None):
         super().__init__(name, namespace=namespace)
-        self.p = declare(self, SIM_DEFAULTS, overrides)
+        self.p = declare(self, SimDevicesConfig, overrides)
         p = self.p
         n = len(p["camera_names"])
         if not (len(p["image_topics"]) == len(p["info_topics"]) == n):
@@ -91,11 +91,13 @@ def build_sim_nodes(overrides: dict | None = None, world=None, namespace: str = 
         cams.append(CameraNode(w.cameras[cam], name=f"camera_{name}", namespace=namespace,
                                overrides={"camera_name": name, "image_topic": img, "info_topic": info,
                                           "frame_id": f"{name}_color_optical_frame"}, allowed_parameters=set()))
-    # the process's params file (checked by the sim node against SIM_DEFAULTS) reaches these nodes too
-    arm = ArmNode(w.arm, namespace=namespace, overrides={k[4:]: v for k, v in p.items() if k.startswith("arm_")},
-                  allowed_parameters=set())
-    hand = HandNode(w.hand, namespace=namespace, overrides={k[5:]: v for k, v in p.items() if k.startswith("hand_")},
-                    allowed_parameters=set())
+    # the process's params file (checked by the sim node against SimDevicesConfig) reaches these nodes too
+    def unprefixed(prefix: str) -> dict:
+        assert prefix in SIM_PREFIXES
+        return {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}
+
+    arm = ArmNode(w.arm, namespace=namespace, overrides=unprefixed("arm_"), allowed_parameters=set())
+    hand = HandNode(w.hand, namespace=namespace, overrides=unprefixed("hand_"), allowed_parameters=set())
     return sim, cams, arm, hand
 
 

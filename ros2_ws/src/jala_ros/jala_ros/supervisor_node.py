@@ -27,10 +27,10 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from .conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
-from .core import Fault, Watchdog
+from jala_runtime.watchdog import Fault, Watchdog
 from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, POLICY_RUNNING_TOPIC, SideNode, call_trigger, declare,
                          diag_array, diag_status, init_ros, level_of, now_s, spin_nodes, startup_errors)
-from .parameters import SUPERVISOR_DEFAULTS
+from .parameters import SupervisorNodeConfig
 
 
 
@@ -38,7 +38,7 @@ class SupervisorNode(Node):
     def __init__(self, name: str = "supervisor", namespace: str = "/jala", overrides: dict | None = None,
                  **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, SUPERVISOR_DEFAULTS, overrides)
+        self.p = declare(self, SupervisorNodeConfig, overrides)
         self.watchdog = Watchdog()
         grace = float(self.p["startup_grace_s"])
         self._lock = threading.Lock()

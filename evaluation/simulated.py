@@ -1,18 +1,22 @@
-"""Seeded rollouts in the simulated task world with the scripted expert or a JalaPolicy checkpoint.
+"""Seeded rollouts in the simulated task world, through the robot's own runtime core.
 
-    python -m hardware.sim.evaluate --task water_plant --variant seen --policy expert --episodes 10 --seed 0
-    python -m hardware.sim.evaluate --task wipe_board --policy /path/to/checkpoint --episodes 10 --json
-    python -m hardware.sim.evaluate --task put_three_obj --policy expert --episodes 1 --video out.mp4
+    python -m evaluation --task water_plant --variant seen --policy expert --episodes 10 --seed 0
+    python -m evaluation --task wipe_board --policy /path/to/checkpoint --episodes 10 --json
+    python -m evaluation --task put_three_obj --policy expert --episodes 1 --video out.mp4
 
-Both policies run through the same chunk loop: every ``execute_steps`` actions (15 Hz) the policy is asked for
-a chunk of 16 joint targets (7 FR3 + 6 Inspire), the arm gets the whole chunk as a timed trajectory (a new
-chunk preempts the old one) and the hand gets one target per action step. Physics is stepped manually, so
-rollouts are deterministic for a seed and run faster than real time when rendering allows.
+Every rollout runs the same ``jala_runtime`` pieces the ROS nodes run on the robot: the ``ObservationAssembler``
+builds the observation, the ``ChunkScheduler`` (inside a ``PolicyRunner``) decides when the next chunk is due
+(every ``execute_steps`` actions, since simulated inference takes no simulated time), and a ``ChunkExecutor``
+follows each chunk on the world's arm and hand (the arm gets the whole chunk, a new one preempts it; the hand
+follows its waypoint schedule, one target per action step). Only the clock differs: the world's simulated time
+on the action grid (k * action_dt; physics is stepped to within one 2 ms step of it), so rollouts are
+deterministic for a seed and run faster than real time when rendering allows.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.interfaces import ARM_DOF, JointTrajectoryChunk, SafetyViolation
+from embodiment import ACTION_DT, EXECUTE_STEPS
+from hardware.sim.world import SimWorld, SimWorldConfig
+from jala_runtime.executor import ChunkExecutor, FollowerConfig
+from jala_runtime.loop import PolicyRunner
+from jala_runtime.observation import ObservationAssembler
+from jala_runtime.scheduler import ChunkScheduler
 
-from .expert import ScriptedExpert, make_expert
-from .world import SimWorld, SimWorldConfig
-
-ACTION_DT = 1.0 / 15.0
+from .policies import CheckpointPolicy, ExpertPolicy
 
 
 @dataclass
@@ -39,81 +45,63 @@ class EpisodeResult:
     stopped: str = ""  # "" | "success" | "timeout" | "safety: ..." | "policy done"
 
 
-class CheckpointPolicy:
-    """Adapter: JalaPolicy.predict(images, instruction, proprio) -> (16, 13) targets for the chunk loop.
-
-    A checkpoint whose number of views differs from the world's cameras is refused (jala_policy's
-    check_camera_views, the same check and message as the ROS policy node), never fed a subset of the views."""
-
-    def __init__(self, directory: str | Path, world: SimWorld, device: str | None = None):
-        from jala_policy.policy import JalaPolicy, check_camera_views  # heavy import only when a checkpoint is used
-
-        self.policy = JalaPolicy.from_pretrained(directory, device=device)
-        check_camera_views(self.policy.config.num_views, list(world.cameras))
-
-    def reset(self):
-        self.last_times = None
-
-    def act(self, world: SimWorld) -> np.ndarray:
-        images = world.images()
-        stamp = world.sim_time
-        chunk = self.policy.predict(images if len(images) > 1 else images[0], world.instruction, world.proprio(),
-                                    timestamp=stamp)
-        self.last_times = np.asarray(chunk.timestamps, dtype=np.float64) - stamp  # chunk times after the obs
-        return np.asarray(chunk.actions, dtype=np.float64)
-
-
-def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = 8, max_seconds: float | None = None,
-                frames: list | None = None, video_camera: str | None = None) -> EpisodeResult:
-    """One rollout; returns its Completion Ratio. ``frames`` (a list) collects RGB frames for a video."""
+def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE_STEPS,
+                max_seconds: float | None = None, frames: list | None = None,
+                video_camera: str | None = None) -> EpisodeResult:
+    """One rollout; returns its Completion Ratio. ``policy``: an ``ExpertPolicy`` / ``CheckpointPolicy`` (anything
+    with ``predict(...) -> TimedChunk``). ``frames`` (a list) collects RGB frames for a video."""
     world.reset(seed)
     if hasattr(policy, "reset"):
         policy.reset()
+    dt = float(getattr(policy, "action_dt", ACTION_DT))
     limit = world.episode_seconds if max_seconds is None else max_seconds
-    steps_per_action = max(1, int(round(ACTION_DT / world.model.opt.timestep)))
-    cam = video_camera or next(iter(world.cameras))
+    cams = list(world.cameras)
+    cam = video_camera or cams[0]
+    observations = ObservationAssembler(len(cams), max_age_s=dt)
+    runner = PolicyRunner(policy, ChunkScheduler(dt, execute_steps, int(getattr(policy, "horizon", 16))),
+                          observations)
+    clock = [world.sim_time]
+    # the nodes' defaults, except the stall guard: a stepped world has no threads that could stall
+    executor = ChunkExecutor(world.arm, world.hand, FollowerConfig(min_lead_s=0.03, stall_hold_s=math.inf),
+                             FollowerConfig(stall_hold_s=math.inf), clock=lambda: clock[0])
+    t0 = world.sim_time
+    steps_done = 0
     wall0 = time.perf_counter()
-    chunks = 0
     stopped = "timeout"
-    while world.sim_time < limit:
-        actions = policy.act(world)
-        chunks += 1
-        actions = np.asarray(actions, dtype=np.float64)
-        times = getattr(policy, "last_times", None)
-        if times is None or len(times) != len(actions):
-            times = ACTION_DT * np.arange(1, len(actions) + 1)
-        try:
-            world.arm.execute(JointTrajectoryChunk(times=times, positions=actions[:, :ARM_DOF]))
-        except (SafetyViolation, ValueError) as exc:
-            world.arm.hold()
-            world.hand.hold()
-            stopped = f"safety: {exc}"
+    for k in range(int(math.ceil((limit - t0) / dt))):
+        now = t0 + k * dt
+        clock[0] = now
+        if runner.scheduler.due(now):
+            if world.completion().success:
+                stopped = "success"
+                break
+            if getattr(policy, "done", False):
+                stopped = "policy done"
+                break
+            for i, image in enumerate(world.images()):
+                observations.set_frame(i, now, image)
+            proprio = world.proprio()
+            observations.set_arm(proprio[:7], now)
+            observations.set_hand(proprio[7:], now)
+            chunk, why = runner.poll(now, world.instruction)
+            if chunk is not None:
+                executor.submit(chunk, now)
+                runner.chunk_out(chunk, now)
+        executor.tick(now)
+        if executor.fault:
+            stopped = f"safety: {executor.fault}"
             break
-        n = min(execute_steps, len(actions))
-        safety = None
-        for k in range(n):
-            try:
-                world.hand.set_angles(actions[k, ARM_DOF:])
-            except SafetyViolation as exc:
-                safety = exc
-                world.hand.hold()
-            world.step(steps_per_action)
-            if frames is not None and k % 2 == 0:
-                frames.append(world.cameras[cam].read().color)
-        if safety is not None:
-            world.arm.hold()
-            stopped = f"safety: {safety}"
-            break
-        if world.completion().success:
-            stopped = "success"
-            break
-        if isinstance(policy, ScriptedExpert) and policy.done:
-            stopped = "policy done"
-            break
+        target_steps = int(round((k + 1) * dt / world.model.opt.timestep))
+        world.step(target_steps - steps_done)
+        steps_done = target_steps
+        if frames is not None and k % 2 == 0:
+            frames.append(world.cameras[cam].read().color)
+    if stopped == "timeout" and world.completion().success:
+        stopped = "success"
     c = world.completion()
     return EpisodeResult(seed=seed, completion_ratio=c.ratio, subtasks=dict(zip(c.subtasks, c.done)),
-                         sim_seconds=world.sim_time, wall_seconds=time.perf_counter() - wall0, chunks=chunks,
-                         stopped=stopped)
+                         sim_seconds=world.sim_time, wall_seconds=time.perf_counter() - wall0,
+                         chunks=runner.chunks_out, stopped=stopped)
 
 
 @dataclass
@@ -134,11 +122,11 @@ class Summary:
 
 
 def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int, *, width: int = 640,
-             height: int = 480, execute_steps: int = 8, video: str | None = None, progress: bool = True,
+             height: int = 480, execute_steps: int = EXECUTE_STEPS, video: str | None = None, progress: bool = True,
              device: str | None = None, max_seconds: float | None = None) -> Summary:
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width, render_height=height))
     try:
-        policy = make_expert(world) if policy_spec == "expert" else CheckpointPolicy(policy_spec, world, device=device)
+        policy = ExpertPolicy(world) if policy_spec == "expert" else CheckpointPolicy(policy_spec, world, device=device)
         summary = Summary(task, variant, policy_spec)
         frames: list | None = [] if video else None
         seeds = [seed + i for i in range(episodes)]
@@ -153,7 +141,7 @@ def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int
                 bar.set_postfix(cr=f"{summary.mean_completion_ratio:.2f}")
         if video and frames:
             import imageio.v2 as imageio
-            fps = 15.0 / 2
+            fps = 1.0 / ACTION_DT / 2  # every second action step
             imageio.mimwrite(video, frames, fps=fps, codec="libx264", quality=7, macro_block_size=8)
         return summary
     finally:
@@ -169,7 +157,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--execute-steps", type=int, default=8, help="actions executed per chunk before re-planning")
+    ap.add_argument("--execute-steps", type=int, default=EXECUTE_STEPS,
+                    help="actions executed per chunk before re-planning")
     ap.add_argument("--max-seconds", type=float, default=None, help="episode limit in sim seconds (task default)")
     ap.add_argument("--device", default=None, help="torch device for a checkpoint (default: cuda if available)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of text")

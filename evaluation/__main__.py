@@ -1,0 +1,3 @@
+from .simulated import main
+
+raise SystemExit(main())

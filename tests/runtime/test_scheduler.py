@@ -1,0 +1,94 @@
+"""Pipelined inference without ROS: when chunks are due, hand-over at execute_steps, staleness of inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embodiment import ACTION_DT, CHUNK_JOINT_NAMES
+from jala_runtime.chunk import TimedChunk
+from jala_runtime.loop import PolicyRunner
+from jala_runtime.observation import ObservationAssembler
+from jala_runtime.scheduler import ChunkScheduler, next_inference_time
+
+
+class CountingPolicy:
+    """Returns a chunk of zeros stamped with the observation; records what it was asked."""
+
+    def __init__(self):
+        self.calls: list[tuple[float, int | None, int]] = []  # (stamp, seed, number of images)
+
+    def predict(self, images, instruction, proprio, timestamp=None, seed=None):
+        self.calls.append((timestamp, seed, 1 if isinstance(images, np.ndarray) else len(images)))
+        return TimedChunk.at_rate(np.zeros((16, 13)), timestamp, ACTION_DT, CHUNK_JOINT_NAMES)
+
+
+def feed(obs: ObservationAssembler, stamp: float, now: float | None = None, views: int = 1):
+    now = stamp if now is None else now
+    for v in range(views):
+        obs.set_frame(v, stamp, np.zeros((4, 4, 3), np.uint8))
+    obs.set_arm(np.zeros(7), now)
+    obs.set_hand(np.zeros(6), now)
+
+
+def test_next_chunk_starts_one_latency_before_the_hand_over():
+    # chunk from an observation at t=10 s, 15 Hz, hand-over after 8 actions (t = 10.533), 120 ms latency
+    assert next_inference_time(10.0, 1 / 15, 8, 0.12) == pytest.approx(10.0 + 8 / 15 - 0.12)
+    assert next_inference_time(10.0, 1 / 15, 8, 5.0) == 10.0  # slower than a chunk: start at once
+
+
+def test_hand_over_at_execute_steps_with_measured_latency():
+    sched = ChunkScheduler(ACTION_DT, execute_steps=8, horizon=16)
+    assert sched.due(0.0)
+    sched.computing(10.0)
+    assert sched.chunk_out(10.0, at=10.1) == pytest.approx(0.1)
+    assert sched.next_time == pytest.approx(10.0 + 8 * ACTION_DT - 0.1)
+    assert not sched.due(10.3) and sched.due(10.0 + 8 * ACTION_DT - 0.1)
+    assert sched.wait_s(10.3) == pytest.approx(10.0 + 8 * ACTION_DT - 0.1 - 10.3)
+    with pytest.raises(ValueError, match="execute_steps must be 1..16"):
+        ChunkScheduler(ACTION_DT, execute_steps=17, horizon=16)
+
+
+def test_runner_computes_once_per_frame_and_only_when_due():
+    policy = CountingPolicy()
+    obs = ObservationAssembler(1, max_age_s=0.5)
+    runner = PolicyRunner(policy, ChunkScheduler(ACTION_DT, 8, 16), obs, seed=7)
+    assert runner.poll(0.0, "x") == (None, "waiting for camera frames")
+    feed(obs, 1.0)
+    chunk, why = runner.poll(1.0, "x")
+    assert why == "" and chunk.stamp == 1.0
+    assert runner.poll(1.01, "x")[1] == "same frame"  # never twice from one frame, even when due
+    runner.chunk_out(chunk, at=1.0)  # zero latency: the next one is due 8 actions later
+    feed(obs, 1.3)
+    assert runner.poll(1.3, "x") == (None, "not due")
+    feed(obs, 1.0 + 8 * ACTION_DT)
+    chunk2, _ = runner.poll(1.0 + 8 * ACTION_DT, "x")
+    assert chunk2.stamp == pytest.approx(1.0 + 8 * ACTION_DT)
+    assert [c[1] for c in policy.calls] == [7, 8]  # seed + chunk index
+
+
+def test_stale_frames_and_joint_states_block_inference():
+    policy = CountingPolicy()
+    obs = ObservationAssembler(2, max_age_s=0.5)
+    runner = PolicyRunner(policy, ChunkScheduler(ACTION_DT, 8, 16), obs)
+    obs.set_frame(0, 1.0, np.zeros((4, 4, 3), np.uint8))
+    obs.set_arm(np.zeros(7), 1.0)
+    obs.set_hand(np.zeros(6), 1.0)
+    assert runner.poll(1.0, "x")[1] == "waiting for camera frames"  # the second view is missing
+    obs.set_frame(1, 0.3, np.zeros((4, 4, 3), np.uint8))
+    assert "camera frame is 0.700 s old" in runner.poll(1.0, "x")[1]
+    obs.set_frame(1, 1.0, np.zeros((4, 4, 3), np.uint8))
+    assert runner.poll(1.6, "x")[1].startswith("newest camera frame")
+    feed(obs, 1.6, now=1.0, views=2)  # fresh frames, joint states from 0.6 s ago
+    assert runner.poll(1.6, "x")[1] == "joint states are stale"
+    feed(obs, 1.6, views=2)
+    chunk, why = runner.poll(1.6, "x")
+    assert why == "" and policy.calls[-1][2] == 2  # both views go to the policy
+
+
+def test_restart_makes_the_next_chunk_due_at_once():
+    sched = ChunkScheduler(ACTION_DT, 8, 16)
+    sched.computing(5.0)
+    sched.chunk_out(5.0, 5.05)
+    assert not sched.due(5.1)
+    sched.reset()
+    assert sched.due(5.1)
