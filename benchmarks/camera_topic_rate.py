@@ -44,8 +44,8 @@ def measure(size: tuple[int, int], seconds: float, workdir: Path, node) -> dict:
     write_synthetic_bag(bag, n_frames=FPS, color_size=size, depth_size=None, fps=FPS, paced=True)
     playback = {"playback_file": str(bag), "playback_real_time": True, "playback_repeat": True}
     args = GraphArgs(task="water_plant", sim=False, robot_ip="127.0.0.1",
-                     overrides={"camera": {"driver_options": json.dumps(playback), "width": w, "height": h,
-                                           "fps": FPS}})
+                     overrides={"camera": {"driver_options": json.dumps(playback), "color_width": w, "color_height": h,
+                                           "color_fps": FPS}})
     arrivals: list[float] = []
     published: list[tuple[float, int]] = []
 

@@ -30,10 +30,11 @@ import time
 
 import numpy as np
 
+from embodiment import ARM_JOINT_NAMES
 from hardware.franka.arm import FrankaArm
 from hardware.franka.config import FrankaArmConfig
 from hardware.franka.sim_server import FrankySimProcess
-from hardware.interfaces import ARM_JOINT_NAMES, TimedChunk
+from jala_runtime.chunk import TimedChunk
 
 ACTION_RATE_HZ = 15.0
 CHUNK_STEPS = 16

@@ -25,8 +25,8 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 import numpy as np  # noqa: E402
 
 from embodiment import ACTION_DT, ARM_JOINT_NAMES, READY_Q  # noqa: E402
-from hardware.interfaces import TimedChunk  # noqa: E402
 from hardware.sim import SimWorld, SimWorldConfig  # noqa: E402
+from jala_runtime.chunk import TimedChunk  # noqa: E402
 
 
 def run(task: str, seconds: float, render: bool, width: int, height: int, fps: float) -> tuple[float, float]:

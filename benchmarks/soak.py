@@ -90,11 +90,11 @@ class Soak:
 
     def bad_chunk(self, kind: str) -> None:
         from jala_ros.conversions import trajectory_msg
-        from embodiment import CHUNK_JOINT_NAMES
+        from embodiment import ACTION_DT, ACTION_HORIZON, CHUNK_JOINT_NAMES
 
         q = self.arm[-1][1]
         now = self.mon.node.get_clock().now().nanoseconds * 1e-9
-        n = 16
+        n = ACTION_HORIZON
         actions = np.hstack([q[None].repeat(n, 0), np.full((n, 6), 800.0)])
         names = list(CHUNK_JOINT_NAMES)
         if kind == "nan_chunk":
@@ -103,7 +103,7 @@ class Soak:
             actions[:, 0] += 0.6
         else:
             names[3] = "fr3_joint_4"
-        self.chunk_pub.publish(trajectory_msg(actions, now + 0.0667 * np.arange(1, n + 1), now, names))
+        self.chunk_pub.publish(trajectory_msg(actions, now + ACTION_DT * np.arange(1, n + 1), now, names))
 
     def inject(self, kind: str) -> None:
         if kind == "estop":

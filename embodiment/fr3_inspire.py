@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "ACTION_DIM", "ACTION_DT", "ACTION_HORIZON", "ARM_DOF", "ARM_JOINT_NAMES", "CHUNK_JOINT_NAMES", "EXECUTE_STEPS",
+    "ACTION_DIM", "ACTION_DT", "ACTION_HORIZON", "ARM_DOF", "ARM_JOINT_NAMES", "CHUNK_JOINT_NAMES", "DEVICE_KINDS",
+    "EXECUTE_STEPS",
     "Embodiment", "FR3_DQ_MAX", "FR3_INSPIRE", "FR3_Q_MAX", "FR3_Q_MIN", "HAND_DOF", "HAND_DOF_NAMES",
     "HAND_JOINT_NAMES", "HAND_RANGE", "HAND_SIDE", "INSPIRE_BAUDRATE", "INSPIRE_DEVICE_ID", "INSPIRE_MODBUS_PORT",
     "READY_Q", "action_limits",
@@ -38,6 +39,11 @@ HAND_SIDE = "right"  # the Latent State Perceiver reads the frame through this h
 INSPIRE_MODBUS_PORT = 6000  # Modbus TCP
 INSPIRE_BAUDRATE = 115200  # Modbus RTU
 INSPIRE_DEVICE_ID = 1
+
+# ------------------------------------------------------------------------------------------- device kinds
+# the registered driver (hardware.registry) of each device of this robot: a node's device_kind default and the
+# hardware check's
+DEVICE_KINDS = {"arm": "franka_fr3", "hand": "inspire_rh56", "camera": "realsense_l515"}
 
 # ---------------------------------------------------------------------------------------------- actions
 CHUNK_JOINT_NAMES = ARM_JOINT_NAMES + HAND_JOINT_NAMES  # the 13 columns of an action, in order

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from embodiment import DEVICE_KINDS
 from hardware import registry
 from hardware.probes import ProbeResult, ProbeTarget
 
@@ -48,7 +49,7 @@ __all__ = ["CheckConfig", "CheckConfigError", "DEFAULT_KINDS", "DeviceCheck", "P
            "run_checks"]
 
 SECTIONS = {"robot": "arm", "hand": "hand", "cameras": "camera"}  # config section -> device role
-DEFAULT_KINDS = {"arm": "franka_fr3", "hand": "inspire_rh56", "camera": "realsense_l515"}
+DEFAULT_KINDS = DEVICE_KINDS  # the robot's drivers (embodiment); a section's ``kind:`` or --<role>-kind picks another
 # Keys of this tool's YAML format that predate the registry, and the config field each one sets.
 LEGACY_KEYS: dict[str, dict[str, str]] = {"robot": {"ip": "robot_ip"}}
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embodiment import ARM_DOF, ARM_JOINT_NAMES, HAND_DOF, HAND_DOF_NAMES, HAND_RANGE  # noqa: F401 (re-exported)
-from jala_runtime.chunk import ChunkError, TimedChunk  # noqa: F401 (re-exported)
+from embodiment import ARM_JOINT_NAMES
+from jala_runtime.chunk import TimedChunk
 
 
 class DeviceError(RuntimeError):
@@ -52,14 +52,25 @@ def arm_waypoints(chunk: TimedChunk, now: float) -> tuple[np.ndarray, np.ndarray
     return arm.relative_to(now), arm.positions
 
 
-class Arm(abc.ABC):
-    """A 7-DoF arm that executes timed joint-space chunks asynchronously."""
+class Device(abc.ABC):
+    """What every device has: connect / disconnect, and use as a context manager (connected inside)."""
 
     @abc.abstractmethod
     def connect(self) -> None: ...
 
     @abc.abstractmethod
     def disconnect(self) -> None: ...
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.disconnect()
+
+
+class Arm(Device):
+    """A 7-DoF arm that executes timed joint-space chunks asynchronously."""
 
     @abc.abstractmethod
     def read_state(self) -> ArmState: ...
@@ -78,12 +89,6 @@ class Arm(abc.ABC):
     def recover(self) -> None:
         """Clear a recoverable error (e.g. a reflex) so commands are accepted again."""
 
-    def __enter__(self):
-        self.connect()
-        return self
-
-    def __exit__(self, *exc):
-        self.disconnect()
 
 
 # ---------------------------------------------------------------------------------------------- hand
@@ -102,14 +107,8 @@ class HandState:
         return any(self.errors)
 
 
-class Hand(abc.ABC):
+class Hand(Device):
     """A 6-DoF dexterous hand commanded by target angles."""
-
-    @abc.abstractmethod
-    def connect(self) -> None: ...
-
-    @abc.abstractmethod
-    def disconnect(self) -> None: ...
 
     @abc.abstractmethod
     def read_state(self) -> HandState: ...
@@ -124,13 +123,6 @@ class Hand(abc.ABC):
 
     @abc.abstractmethod
     def clear_errors(self) -> None: ...
-
-    def __enter__(self):
-        self.connect()
-        return self
-
-    def __exit__(self, *exc):
-        self.disconnect()
 
 
 # -------------------------------------------------------------------------------------------- camera
@@ -160,24 +152,11 @@ class CameraFrame:
     received: float = 0.0  # time.monotonic() on arrival, for staleness checks
 
 
-class Camera(abc.ABC):
+class Camera(Device):
     """A colour (+ optional depth) camera."""
 
     name: str
 
     @abc.abstractmethod
-    def connect(self) -> None: ...
-
-    @abc.abstractmethod
-    def disconnect(self) -> None: ...
-
-    @abc.abstractmethod
     def read(self, timeout: float = 1.0) -> CameraFrame:
         """The next frame; raises DeviceTimeout when none arrives within ``timeout`` seconds."""
-
-    def __enter__(self):
-        self.connect()
-        return self
-
-    def __exit__(self, *exc):
-        self.disconnect()

@@ -161,7 +161,7 @@ HEAD_BACKENDS = ("torch", "onnxruntime")
 @dataclass
 class InferenceConfig:
     """How ``JalaPolicy.predict`` runs. The default is the eager reference path; ``fast`` and ``head_backend``
-    change speed only, never the result beyond float rounding (tests/test_fast_inference.py).
+    change speed only, never the result beyond float rounding (tests/policy/test_fast_inference.py).
 
     fast: torch image preprocessing from one upload of the frames (fused normalisation, reused pinned staging
     buffer on CUDA), the instruction's token ids, block attention mask and token embeddings cached while the

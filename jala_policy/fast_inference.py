@@ -1,7 +1,7 @@
 """Pieces of the fast inference path of ``JalaPolicy.predict`` (``InferenceConfig.fast``) and its stage timer.
 
 The eager path (``JalaPolicy.predictive_embeddings`` + ``FlowMatchingActionHead.sample``) stays the reference;
-everything here computes the same result up to float rounding (tests/test_fast_inference.py):
+everything here computes the same result up to float rounding (tests/policy/test_fast_inference.py):
 
 - :class:`FramePreprocessor`: camera frames (uint8 HWC) to the backbone's and the texture encoder's normalised
   pixels with torch ops on the policy's device, from one upload of the frames (through a reused pinned staging

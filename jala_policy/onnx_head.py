@@ -12,7 +12,7 @@ metadata and :class:`OnnxActionHead` refuses a file whose N or sizes differ from
 
 Exporter: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``: it exports the tiny head in about 2 s
 against about 25 s for ``dynamo=True`` and needs neither onnxscript nor torch.export support of the model; the
-graph is checked against eager torch in tests/test_fast_inference.py. Models over 2 GB (the 944 M ``paper``
+graph is checked against eager torch in tests/policy/test_fast_inference.py. Models over 2 GB (the 944 M ``paper``
 head in float32) are written with external data next to the .onnx file by the exporter.
 
 Runtime: ``onnxruntime`` (CPU) from requirements.txt; on a GPU machine ``onnxruntime-gpu[cuda,cudnn]`` replaces

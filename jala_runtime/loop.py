@@ -94,6 +94,19 @@ class InferenceLoop:
         self._wake.clear()
 
     def _run(self) -> None:
+        import sys
+        import traceback
+
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except Exception:  # noqa: BLE001 - a bug must not end the thread silently with the node "running"
+                print(f"[policy-inference] unexpected error, carrying on:\n{traceback.format_exc()}", file=sys.stderr,
+                      flush=True)
+                self.on_error("unexpected error in the inference loop (see the log)")
+                time.sleep(0.1)
+
+    def _serve(self) -> None:
         last_reason = ""
         sched = self.runner.scheduler
         while not self._stop.is_set():

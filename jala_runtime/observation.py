@@ -44,18 +44,14 @@ class ObservationAssembler:
             self._frames[view] = (float(stamp), frame)
 
     def set_arm(self, q: np.ndarray, received_at: float) -> None:
-        q = np.asarray(q, dtype=np.float64)
-        if q.shape != (ARM_DOF,):
-            raise ValueError(f"arm state must be ({ARM_DOF},), got {q.shape}")
+        value = _state(q, ARM_DOF, "arm")
         with self._lock:
-            self._arm = (float(received_at), q)
+            self._arm = (float(received_at), value)
 
     def set_hand(self, angles: np.ndarray, received_at: float) -> None:
-        a = np.asarray(angles, dtype=np.float64)
-        if a.shape != (HAND_DOF,):
-            raise ValueError(f"hand state must be ({HAND_DOF},), got {a.shape}")
+        value = _state(angles, HAND_DOF, "hand")
         with self._lock:
-            self._hand = (float(received_at), a)
+            self._hand = (float(received_at), value)
 
     def newest_stamp(self) -> float | None:
         with self._lock:
@@ -77,3 +73,10 @@ class ObservationAssembler:
             return None, "joint states are stale"
         images = [np.asarray(self._decode(f[1])) for f in frames]
         return Observation(images, np.concatenate([arm[1], hand[1]]), frames[0][0], instruction), ""
+
+
+def _state(values, dof: int, what: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (dof,):
+        raise ValueError(f"{what} state must be ({dof},), got {v.shape}")
+    return v

@@ -43,10 +43,11 @@ from dataclasses import dataclass
 import franky
 import numpy as np
 
+from embodiment import ARM_DOF
 from hardware.franka.config import ChunkInterpolation, FrankaArmConfig, RealtimeMode
 from hardware.franka.safety import ArmSafetyGate
-from hardware.interfaces import ARM_DOF, Arm, ArmState, DeviceError, DeviceTimeout, SafetyViolation, TimedChunk, \
-    arm_waypoints
+from hardware.interfaces import Arm, ArmState, DeviceError, DeviceTimeout, SafetyViolation, arm_waypoints
+from jala_runtime.chunk import TimedChunk
 
 log = logging.getLogger(__name__)
 

@@ -87,6 +87,8 @@ def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
             chunk = sock.recv(n - len(buf))
         except (socket.timeout, TimeoutError):
             break
+        except (ConnectionResetError, ConnectionAbortedError):  # the peer closed (with a reset): no more bytes
+            break
         if not chunk:
             break
         buf += chunk

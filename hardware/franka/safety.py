@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embodiment import FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN  # noqa: F401 (re-exported by hardware.franka)
+from embodiment import ARM_DOF, FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN  # noqa: F401 (limits re-exported by hardware.franka)
 from hardware.franka.kinematics import fr3_flange_poses
-from hardware.interfaces import ARM_DOF, SafetyViolation
+from hardware.interfaces import SafetyViolation
 
 
 def _vec(values: Sequence[float], n: int, name: str) -> tuple[float, ...]:

@@ -3,8 +3,11 @@
 * ``config.InspireHandConfig``: the driver's one config dataclass.
 * ``driver.InspireHand``: implements ``hardware.interfaces.Hand`` with a fixed-rate command+read loop.
 * ``registers``: the byte-addressed register map and its encodings.
-* ``emulator``: a pymodbus server emulating the hand (``python -m hardware.inspire.emulator``), with fault
-  injection and the ``HandPlant`` hook for a physics simulation.
+* the emulator (``python -m hardware.inspire.emulator`` / ``jala-inspire-emulator``): ``emulator`` (the pymodbus
+  server), ``emulator_config``, ``hand_state`` (written settings, latched errors, status), ``plant`` (the
+  ``HandPlant`` hook for a physics simulation, the kinematic plant), ``faults`` (fault injection),
+  ``emulator_cli`` (the command line).
+* ``registration`` / ``probe``: the ``inspire_rh56`` kind in ``hardware.registry`` and its hardware-check probe.
 * ``virtual_serial.VirtualSerialPair``: a pty "null-modem cable" to run Modbus RTU without hardware.
 """
 from hardware.inspire.config import InspireHandConfig

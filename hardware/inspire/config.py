@@ -6,9 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from embodiment import INSPIRE_BAUDRATE, INSPIRE_DEVICE_ID, INSPIRE_MODBUS_PORT
+from embodiment import HAND_DOF, INSPIRE_BAUDRATE, INSPIRE_DEVICE_ID, INSPIRE_MODBUS_PORT
 from hardware.config_checks import ConfigProblems, is_int, is_number
-from hardware.interfaces import HAND_DOF
 from hardware.inspire.registers import FORCE_LIMIT_MAX, FORCE_LIMIT_MIN, READ_PLANS, SPEED_MAX, ByteOrder
 
 TRANSPORTS = ("tcp", "rtu")

@@ -43,7 +43,8 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from hardware.interfaces import HAND_DOF, HAND_DOF_NAMES, DeviceError, DeviceTimeout, Hand, HandState, SafetyViolation
+from embodiment import HAND_DOF, HAND_DOF_NAMES
+from hardware.interfaces import DeviceError, DeviceTimeout, Hand, HandState, SafetyViolation
 from hardware.inspire import registers as R
 from hardware.inspire.config import InspireHandConfig
 

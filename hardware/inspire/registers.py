@@ -26,7 +26,7 @@ from enum import Enum
 
 import numpy as np
 
-from hardware.interfaces import HAND_DOF, HAND_RANGE
+from embodiment import HAND_DOF, HAND_RANGE
 
 ANGLE_MIN, ANGLE_MAX = int(HAND_RANGE[0]), int(HAND_RANGE[1])  # 0..1000, the embodiment's hand range
 ANGLE_UNCHANGED = 0xFFFF  # -1 written to ANGLE_SET as u16: "keep this DoF's current target"

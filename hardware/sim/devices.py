@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from .world import SimWorld
 
 
-class SimArm(Arm):
-    """FR3 in the simulator. Chunks are checked like a real arm's safety gate before anything is sent."""
+class _SimDevice:
+    """Connection state shared by the simulated arm and hand: both are views of one SimWorld."""
+
+    label = "device"
 
     def __init__(self, world: "SimWorld"):
         self._w = world
         self.connected = True
-        self._gate = ArmSafetyGate(ArmSafetyLimits(velocity_scale=world.config.arm_velocity_margin))
 
     def connect(self) -> None:
         self.connected = True
@@ -37,9 +38,19 @@ class SimArm(Arm):
 
     def _require(self):
         if not self.connected:
-            raise DeviceError("simulated arm is disconnected; call connect() first")
+            raise DeviceError(f"simulated {self.label} is disconnected; call connect() first")
         if self._w.closed:
             raise DeviceError("simulated world is closed")
+
+
+class SimArm(_SimDevice, Arm):
+    """FR3 in the simulator. Chunks are checked like a real arm's safety gate before anything is sent."""
+
+    label = "arm"
+
+    def __init__(self, world: "SimWorld"):
+        super().__init__(world)
+        self._gate = ArmSafetyGate(ArmSafetyLimits(velocity_scale=world.config.arm_velocity_margin))
 
     def read_state(self) -> ArmState:
         self._require()
@@ -84,27 +95,12 @@ class SimArm(Arm):
         self._require()  # the simulated arm has no reflexes to recover from
 
 
-class SimHand(Hand):
+class SimHand(_SimDevice, Hand):
     """Inspire-style hand: 0..1000 (1000 = open) mapped linearly onto each actuated joint's range, rate-limited
     like the real hand's speed setting."""
 
+    label = "hand"
     force_per_nm = 1000.0 / (9.81 * 0.05)  # joint torque [Nm] -> grams-force at a 5 cm lever
-
-    def __init__(self, world: "SimWorld"):
-        self._w = world
-        self.connected = True
-
-    def connect(self) -> None:
-        self.connected = True
-
-    def disconnect(self) -> None:
-        self.connected = False
-
-    def _require(self):
-        if not self.connected:
-            raise DeviceError("simulated hand is disconnected; call connect() first")
-        if self._w.closed:
-            raise DeviceError("simulated world is closed")
 
     def _angles(self) -> np.ndarray:
         w = self._w

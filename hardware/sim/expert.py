@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from embodiment import ACTION_DT, FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, READY_Q
+from embodiment import ACTION_DIM, ACTION_DT, ACTION_HORIZON, FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, READY_Q
 
 from .ik import ArmIK, rot_error
 from .world import SimWorld
@@ -83,7 +83,7 @@ class Phase:
 class ScriptedExpert:
     """Base class; subclasses define ``plan(world) -> list[Phase]``."""
 
-    horizon = 16
+    horizon = ACTION_HORIZON
     dt = ACTION_DT
     max_joint_speed = 1.1  # rad/s peak: 0.073 rad per 15 Hz step (the FR3 gate allows 0.1)  # rad/s peak (well under the FR3 limits)
     max_lin_speed = 0.3  # m/s peak of the grasp site
@@ -211,7 +211,7 @@ class ScriptedExpert:
                 q_now = self._sample(t_now)[:7]
                 self._start_phase(names.index(ph.retry), t_now, q_now, seg["h1"])
                 break
-        out = np.zeros((self.horizon, 13))
+        out = np.zeros((self.horizon, ACTION_DIM))
         for k in range(self.horizon):
             t = t_now + (k + 1) * self.dt
             while self.idx < len(self.phases) - 1 and t >= self.t_start + self.cur["dur"]:

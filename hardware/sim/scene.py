@@ -25,7 +25,7 @@ TASKS = ("water_plant", "put_three_obj", "wipe_board")
 VARIANTS = ("seen", "unseen")
 
 # Hand kinematics: (actuated joint, coupled joints with coefficient), closed angle of the actuated joint [rad].
-FINGERS = ("pinky", "ring", "middle", "index")
+FINGERS = HAND_DOF_NAMES[:4]  # the four fingers (the thumb has two DoFs)
 FINGER_X = {"pinky": 0.033, "ring": 0.011, "middle": -0.011, "index": -0.033}
 FINGER_CLOSED = 1.45  # proximal closed angle [rad] (Inspire RH56: ~1.47)
 DISTAL_COUPLING = 1.08  # distal = 1.08 * proximal

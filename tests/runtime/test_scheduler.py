@@ -92,3 +92,42 @@ def test_restart_makes_the_next_chunk_due_at_once():
     assert not sched.due(5.1)
     sched.reset()
     assert sched.due(5.1)
+
+
+def test_the_inference_loop_survives_an_error_outside_predict():
+    """A bug in a callback (here the publish hook raises once) is reported and the loop carries on: the thread
+    must never die while the node still reports "running"."""
+    import threading
+    import time
+
+    from jala_runtime.loop import InferenceLoop
+
+    policy = CountingPolicy()
+    obs = ObservationAssembler(1, max_age_s=5.0)
+    runner = PolicyRunner(policy, ChunkScheduler(ACTION_DT, 1, 16), obs)
+    published, errors = [], []
+    clock = [1.0]
+
+    def publish(chunk):
+        if not errors:
+            errors.append("first")
+            raise RuntimeError("a bug in publish")
+        published.append(chunk.stamp)
+        return True
+
+    loop = InferenceLoop(runner, clock=lambda: clock[0], running=lambda: True, instruction=lambda: "x",
+                         publish=publish, log=lambda level, m: None, on_error=errors.append)
+    loop.start()
+    try:
+        for k in range(40):
+            clock[0] = 1.0 + k * 0.1
+            feed(obs, clock[0])
+            loop.wake()
+            time.sleep(0.02)
+            if published:
+                break
+        assert published, "the loop stopped after the error"
+        assert any("unexpected error" in e for e in errors)
+    finally:
+        loop.close()
+    assert not any(t.name == "policy-inference" and t.is_alive() for t in threading.enumerate())

@@ -21,8 +21,7 @@ from jala_runtime.executor import ArmFollower
 
 from .conversions import joint_state_msg
 from .device_node import DeviceNode
-from .node_utils import init_ros, spin_nodes, startup_errors
-from .parameters import ArmNodeConfig, driver_params
+from .parameters import ArmNodeConfig
 
 
 
@@ -30,10 +29,11 @@ class ArmNode(DeviceNode):
     LABEL = "arm"
     DIAG_NAME = "jala/arm"
     FOLLOWER = ArmFollower
+    CONFIG = ArmNodeConfig
 
     def __init__(self, arm=None, name: str = "arm", namespace: str = "/jala", overrides: dict | None = None,
                  allowed_parameters: set[str] | None = None, **node_kwargs):
-        super().__init__(arm, name, namespace, ArmNodeConfig, overrides, allowed_parameters, **node_kwargs)
+        super().__init__(arm, name, namespace, overrides, allowed_parameters, **node_kwargs)
         if arm is not None:
             self.start(arm)
 
@@ -60,26 +60,8 @@ class ArmNode(DeviceNode):
 
 
 def main(args=None) -> None:
-    """Real arm (hardware.franka) as its own process."""
-    from .devices import make_device
-
-    init_ros(args)
-    with startup_errors("arm_node"):
-        node = ArmNode(name="arm")
-        p = node.p
-        params = driver_params(ArmNodeConfig, p)  # robot_ip: FrankaArmConfig's field names
-        arm = make_device("arm", p["device_kind"], params, p["driver_options"])
-        arm.connect()
-    node.start(arm)
-
-    def _shutdown():
-        node.destroy_node()  # stops the state thread
-        try:
-            arm.hold()
-        finally:
-            arm.disconnect()
-
-    spin_nodes([node], on_shutdown=_shutdown)
+    """The real arm (``device_kind``, default franka_fr3) as its own process."""
+    ArmNode.run_process(args)
 
 
 if __name__ == "__main__":

@@ -33,19 +33,20 @@ from jala_runtime.executor import DeviceFollower, FollowerConfig
 
 from .conversions import CHUNK_QOS, STATE_QOS, trajectory_to_chunk
 from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, WARN, HoldListener, MonotonicToRosTime, declare, diag_array,
-                         diag_status, log_at, now_s)
+                         diag_status, init_ros, log_at, now_s, spin_nodes, startup_errors)
 
 
 class DeviceNode(Node):
     LABEL = "device"  # in log lines and fault messages: "arm", "hand"
     DIAG_NAME = "jala/device"
     FOLLOWER: type[DeviceFollower] = DeviceFollower
+    CONFIG: type  # the node's parameter dataclass (jala_ros.parameters)
     follower: DeviceFollower | None = None  # class default: the hold listener may call in before __init__ ends
 
-    def __init__(self, device, name: str, namespace: str, defaults: dict[str, Any],
-                 overrides: dict[str, Any] | None = None, allowed_parameters: set[str] | None = None, **node_kwargs):
+    def __init__(self, device, name: str, namespace: str, overrides: dict[str, Any] | None = None,
+                 allowed_parameters: set[str] | None = None, **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
-        self.p = declare(self, defaults, overrides, allowed_parameters)
+        self.p = declare(self, self.CONFIG, overrides, allowed_parameters)
         self.follower = self.FOLLOWER(device, FollowerConfig(
             max_chunk_age_s=float(self.p["max_chunk_age_s"]), min_lead_s=float(self.p.get("min_lead_s", 0.0)),
             stall_hold_s=float(self.p["stall_hold_s"])), on_event=self._on_event, clock=lambda: now_s(self))
@@ -183,6 +184,31 @@ class DeviceNode(Node):
             self.DIAG_NAME, level, msg, self._hardware_id(), held=self.held, hold_reason=self.hold_reason,
             hold_stamp=f"{self.hold_stamp:.6f}", chunks_executed=self.chunks_executed,
             chunks_refused=self.chunks_refused, states_published=self.states_published, **self._diag_values())))
+
+    @classmethod
+    def run_process(cls, args=None) -> None:
+        """The node as its own process, on the real device its ``device_kind`` names (made through
+        ``hardware.registry`` from the parameters marked ``driver``). On shutdown the device holds, then
+        disconnects."""
+        from .devices import make_device
+        from .parameters import driver_params
+
+        init_ros(args)
+        with startup_errors(f"{cls.LABEL}_node"):
+            node = cls(name=cls.LABEL)
+            p = node.p
+            device = make_device(cls.LABEL, p["device_kind"], driver_params(cls.CONFIG, p), p["driver_options"])
+            device.connect()
+        node.start(device)
+
+        def _shutdown():
+            node.destroy_node()  # stops the state (and hand schedule) threads
+            try:
+                device.hold()
+            finally:
+                device.disconnect()
+
+        spin_nodes([node], on_shutdown=_shutdown)
 
     def destroy_node(self):
         self.hold_listener.close()

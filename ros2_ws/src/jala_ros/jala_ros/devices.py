@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-DEFAULT_KINDS = {"arm": "franka_fr3", "hand": "inspire_rh56", "camera": "realsense_l515"}  # device_kind defaults
+from embodiment import DEVICE_KINDS
 
 
 def make_device(role: str, kind: str, params: dict[str, Any], extra: str | dict | None = None):
@@ -24,7 +24,7 @@ def make_device(role: str, kind: str, params: dict[str, Any], extra: str | dict 
     naming the kinds / fields there are; a missing driver dependency (franky, pyrealsense2) surfaces here."""
     from hardware import registry
 
-    spec = registry.get(role, kind or DEFAULT_KINDS.get(role, ""))
+    spec = registry.get(role, kind or DEVICE_KINDS.get(role, ""))
     return spec.make(registry.build_config(spec, params, extra))
 
 
@@ -34,19 +34,6 @@ def build_config(config_cls, params: dict[str, Any], extra: str | dict | None = 
     from hardware.registry import build_config as build
 
     return build(config_cls, params, extra)
-
-
-# Compatibility shims for the nodes until they call make_device with their ``device_kind`` parameter.
-def make_real_arm(params: dict[str, Any], extra: str | dict | None = None):
-    return make_device("arm", DEFAULT_KINDS["arm"], params, extra)
-
-
-def make_real_hand(params: dict[str, Any], extra: str | dict | None = None):
-    return make_device("hand", DEFAULT_KINDS["hand"], params, extra)
-
-
-def make_real_camera(params: dict[str, Any], extra: str | dict | None = None):
-    return make_device("camera", DEFAULT_KINDS["camera"], params, extra)
 
 
 def _load(module: str, *names: str):

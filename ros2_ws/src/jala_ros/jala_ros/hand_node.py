@@ -16,8 +16,8 @@ from jala_runtime.executor import HandFollower, HandTicker
 
 from .conversions import joint_state_msg
 from .device_node import DeviceNode
-from .node_utils import init_ros, now_s, spin_nodes, startup_errors
-from .parameters import HandNodeConfig, driver_params
+from .node_utils import now_s
+from .parameters import HandNodeConfig
 
 
 
@@ -25,11 +25,12 @@ class HandNode(DeviceNode):
     LABEL = "hand"
     DIAG_NAME = "jala/hand"
     FOLLOWER = HandFollower
+    CONFIG = HandNodeConfig
     ticker: HandTicker | None = None  # set by start()
 
     def __init__(self, hand=None, name: str = "hand", namespace: str = "/jala", overrides: dict | None = None,
                  allowed_parameters: set[str] | None = None, **node_kwargs):
-        super().__init__(hand, name, namespace, HandNodeConfig, overrides, allowed_parameters, **node_kwargs)
+        super().__init__(hand, name, namespace, overrides, allowed_parameters, **node_kwargs)
         if hand is not None:
             self.start(hand)
 
@@ -59,26 +60,8 @@ class HandNode(DeviceNode):
 
 
 def main(args=None) -> None:
-    """Real hand (hardware.inspire) as its own process."""
-    from .devices import make_device
-
-    init_ros(args)
-    with startup_errors("hand_node"):
-        node = HandNode(name="hand")
-        p = node.p
-        params = driver_params(HandNodeConfig, p)  # transport, host, port, serial_port: InspireHandConfig's names
-        hand = make_device("hand", p["device_kind"], params, p["driver_options"])
-        hand.connect()
-    node.start(hand)
-
-    def _shutdown():
-        node.destroy_node()  # stops the state and player threads
-        try:
-            hand.hold()
-        finally:
-            hand.disconnect()
-
-    spin_nodes([node], on_shutdown=_shutdown)
+    """The real hand (``device_kind``, default inspire_rh56) as its own process."""
+    HandNode.run_process(args)
 
 
 if __name__ == "__main__":

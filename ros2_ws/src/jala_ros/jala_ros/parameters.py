@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from embodiment import EXECUTE_STEPS, INSPIRE_MODBUS_PORT
+from embodiment import DEVICE_KINDS, EXECUTE_STEPS, INSPIRE_MODBUS_PORT
 
 DIAGNOSTICS_TOPIC = "/diagnostics"
 HOLD_TOPIC = "/jala/hold"
@@ -97,7 +97,7 @@ class CameraNodeConfig:
     color_height: int = param(540, "colour stream height", driver=True)
     color_fps: int = param(30, "colour stream frame rate", driver=True)
     enable_depth: bool = param(False, "stream depth too (the policy uses colour only)", driver=True)
-    device_kind: str = param("realsense_l515", "camera driver kind (jala_ros.devices.make_device)")
+    device_kind: str = param(DEVICE_KINDS["camera"], "camera driver kind (jala_ros.devices.make_device)")
     driver_options: str = param("", "JSON object passed verbatim to the driver config")
 
 
@@ -124,7 +124,7 @@ class ArmNodeConfig(_DeviceNodeConfig):
     # real device (hardware.franka.FrankaArmConfig); ignored in simulation
     robot_ip: str = param("", "FR3 controller (FCI) address", driver=True, arg="robot_ip",
                           arg_help="FR3 controller address (real robot)")
-    device_kind: str = param("franka_fr3", "arm driver kind (jala_ros.devices.make_device)")
+    device_kind: str = param(DEVICE_KINDS["arm"], "arm driver kind (jala_ros.devices.make_device)")
     driver_options: str = param("", "JSON object passed verbatim to the driver config")
 
 
@@ -145,7 +145,7 @@ class HandNodeConfig(_DeviceNodeConfig):
                       arg_help="Inspire hand Modbus TCP port")
     serial_port: str = param("/dev/ttyUSB0", "serial port (rtu)", driver=True, arg="hand_serial_port",
                              arg_help="Inspire hand serial port (rtu)")
-    device_kind: str = param("inspire_rh56", "hand driver kind (jala_ros.devices.make_device)")
+    device_kind: str = param(DEVICE_KINDS["hand"], "hand driver kind (jala_ros.devices.make_device)")
     driver_options: str = param("", "JSON object passed verbatim to the driver config")
 
 

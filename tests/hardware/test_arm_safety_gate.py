@@ -1,7 +1,7 @@
 """FR3 safety gate (hardware/franka/safety.py ArmSafetyGate) on its own: joint position and velocity limits, step
 sizes, the Cartesian workspace box, malformed chunks, and the limits/config validation. Pure numpy: no franky, no
 franky-sim, no robot, so these run (and must pass) wherever the project's tests run. The gate in front of the
-driven arm (refused chunks never reach franky-sim) is tested in tests/test_franka_arm.py."""
+driven arm (refused chunks never reach franky-sim) is tested in tests/hardware/test_franka_arm.py."""
 from __future__ import annotations
 
 import os
@@ -11,10 +11,11 @@ import sys
 import numpy as np
 import pytest
 
+from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES
 from hardware.franka import (FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, ArmSafetyGate, ArmSafetyLimits, FrankaArmConfig,
                              fr3_forward_kinematics)
-from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES
-from hardware.interfaces import ChunkError, SafetyViolation, TimedChunk, arm_waypoints
+from hardware.interfaces import SafetyViolation, arm_waypoints
+from jala_runtime.chunk import ChunkError, TimedChunk
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.safety

@@ -189,12 +189,12 @@ def test_ros_device_factory_makes_devices_through_the_registry(toy_kind, monkeyp
 
     arm = devices.make_device("arm", "toy_arm", {"host": "10.2.2.2", "speed": ""}, '{"speed": 0.2}')
     assert isinstance(arm, ToyArm) and arm.config == ToyArmConfig(host="10.2.2.2", speed=0.2)
-    hand = devices.make_real_hand({"transport": "rtu", "host": "", "port": None, "serial_port": "/dev/ttyUSB3"},
+    hand = devices.make_device("hand", "", {"transport": "rtu", "host": "", "port": None, "serial_port": "/dev/ttyUSB3"},
                                   '{"device_id": 2}')
     assert (hand.config.transport, hand.config.serial_port, hand.config.device_id) == ("rtu", "/dev/ttyUSB3", 2)
     hand = devices.make_device("hand", "", {"host": "10.0.0.9"})  # empty device_kind: the default kind
     assert type(hand).__name__ == "InspireHand" and hand.config.host == "10.0.0.9"
-    cam = devices.make_real_camera({"serial": "f0123", "name": "front", "color_width": 960, "color_height": 540,
+    cam = devices.make_device("camera", "", {"serial": "f0123", "name": "front", "color_width": 960, "color_height": 540,
                                     "color_fps": 30, "enable_depth": False})
     assert type(cam).__name__ == "RealSenseCamera"
     assert (cam.config.serial, cam.config.name, cam.config.color_width, cam.config.enable_depth) == (
@@ -202,6 +202,6 @@ def test_ros_device_factory_makes_devices_through_the_registry(toy_kind, monkeyp
     with pytest.raises(ValueError, match="known arm kinds"):
         devices.make_device("arm", "ur5e", {})
     with pytest.raises(ValueError, match=r"no option\(s\) \['hand_host'\]"):
-        devices.make_real_hand({"hand_host": "10.0.0.9"})
+        devices.make_device("hand", "", {"hand_host": "10.0.0.9"})
     with pytest.raises(ValueError, match="no option"):
-        devices.make_real_arm({"robot_ip": "172.16.0.9"}, '{"warp_speed": 9}')
+        devices.make_device("arm", "", {"robot_ip": "172.16.0.9"}, '{"warp_speed": 9}')

@@ -102,7 +102,8 @@ class Live:
             if self.executed() > n:
                 return
             last = "no chunk executed after start"
-        raise AssertionError(f"could not reset and start in {timeout:.0f} s: {last}; status {self.mon.m.status[-3:]}")
+        raise AssertionError(f"could not reset and start in {timeout:.0f} s: {last}; status {self.mon.m.status[-3:]}\n"
+                             f"policy log:\n{self.procs.tail(self.procs.process('policy'))}")
 
     def executed(self) -> int:
         return int(self.diag("arm").get("chunks_executed", 0) or 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -85,3 +86,39 @@ def test_project_executor_receives_a_400hz_topic_without_losing_messages():
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=context)
+
+
+def test_a_callback_that_raises_does_not_stop_a_background_spin():
+    """A side node's thread (the hold listener's) keeps spinning after a callback raised: a hold listener that
+    died silently would let the robot carry on after the next hold."""
+    import rclpy
+    from std_msgs.msg import Bool
+
+    from jala_ros.conversions import LATCHED_QOS
+    from jala_ros.node_utils import BackgroundSpin
+
+    apply_loopback_env(DOMAIN + 1)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN + 1)
+    got: list[bool] = []
+
+    def on_hold(msg):
+        got.append(msg.data)
+        if len(got) == 1:
+            raise RuntimeError("a bug in a hold callback")
+
+    try:
+        node = rclpy.create_node("spin_survives", context=ctx)
+        node.create_subscription(Bool, "/test/hold", on_hold, LATCHED_QOS)
+        spin = BackgroundSpin([node], context=ctx)
+        pub = node.create_publisher(Bool, "/test/hold", LATCHED_QOS)
+        pub.publish(Bool(data=True))
+        wait_until(lambda: len(got) >= 1, 10.0)
+        time.sleep(0.2)
+        pub.publish(Bool(data=False))  # after the exception: still delivered
+        wait_until(lambda: len(got) >= 2, 10.0)
+        assert got[1] is False
+        spin.close()
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -19,8 +19,9 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from embodiment import INSPIRE_BAUDRATE
 from hardware.check import main
-from tests.helpers import free_port, wait_until
+from tests.helpers import ROOT, free_port, wait_until
 
 ANGLES = [1000, 990, 500, 250, 7, 0]
 
@@ -230,7 +231,7 @@ def test_console_entry_exit_code():
     proc = subprocess.run([sys.executable, "-m", "hardware.check", "--robot-ip", "127.0.0.1", "--robot-port",
                            str(free_port()), "--skip", "cameras", "--timeout", "1"],
                           capture_output=True, text=True, timeout=60, env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=str(ROOT))
     assert proc.returncode == 1, proc.stderr
     assert "MISSING" in proc.stdout and "connection refused" in proc.stdout
 
@@ -255,7 +256,7 @@ def test_rtu_hand_on_a_virtual_serial_cable_is_ok(capsys):
 
     with VirtualSerialPair().start() as cable:
         server = serve_in_thread(lambda: ModbusSerialServer(angle_device(), framer=FramerType.RTU,
-                                                            port=cable.port_a, baudrate=115200))
+                                                            port=cable.port_a, baudrate=INSPIRE_BAUDRATE))
         next(server)
         try:
             rc = main(["--hand-serial", cable.port_b, "--timeout", "1"])

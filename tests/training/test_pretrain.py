@@ -266,7 +266,7 @@ def test_paper_preset_and_yaml(tmp_path):
     with pytest.raises(ConfigError, match="multiple"):
         o.grad_accum_steps(3)
     from pathlib import Path
-    shipped = Path(__file__).resolve().parents[1] / "training" / "pretrain" / "configs"
+    shipped = Path(__file__).resolve().parents[2] / "training" / "pretrain" / "configs"
     assert PretrainConfig.load(shipped / "paper.yaml").to_dict() == cfg.to_dict()
     assert PretrainConfig.load(shipped / "tiny.yaml").to_dict() == PretrainConfig.from_preset("tiny").to_dict()
     path = tmp_path / "cfg.yaml"

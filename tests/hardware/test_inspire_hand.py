@@ -23,7 +23,7 @@ from hardware.inspire.emulator_config import InspireEmulatorConfig
 from hardware.inspire.plant import HandPlant, PlantCommand, PlantReading, speed_to_deg_per_s
 from tests.helpers import free_port, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OPEN = [1000.0] * 6
 
 

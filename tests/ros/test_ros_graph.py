@@ -248,7 +248,7 @@ def test_device_factory_builds_the_real_driver_configs():
     hand_p = {**defaults_of(HandNodeConfig), "transport": "rtu", "host": "10.0.0.9", "port": 502, "serial_port": "/dev/ttyUSB3"}
     assert driver_params(HandNodeConfig, hand_p) == {"transport": "rtu", "host": "10.0.0.9", "port": 502,
                                                      "serial_port": "/dev/ttyUSB3"}
-    hand = devices.make_real_hand(driver_params(HandNodeConfig, hand_p), '{"device_id": 2}')
+    hand = devices.make_device("hand", "", driver_params(HandNodeConfig, hand_p), '{"device_id": 2}')
     assert (hand.config.transport, hand.config.host, hand.config.port, hand.config.serial_port,
             hand.config.device_id) == ("rtu", "10.0.0.9", 502, "/dev/ttyUSB3", 2)
     from hardware.realsense import RealSenseCameraConfig
