@@ -12,8 +12,9 @@ from embodiment import HAND_DOF
 from hardware.franka.safety import ArmSafetyGate, ArmSafetyLimits
 from hardware.interfaces import (
     Arm, ArmState, Camera, CameraFrame, CameraIntrinsics, DeviceError, DeviceTimeout, Hand, HandState,
-    SafetyViolation, TimedChunk, arm_waypoints,
+    SafetyViolation, arm_waypoints,
 )
+from jala_runtime.chunk import TimedChunk
 
 from .scene import HAND_CLOSED_ANGLE, camera_fovy
 

@@ -18,10 +18,11 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 from embodiment import ARM_JOINT_NAMES, FR3_Q_MAX, FR3_Q_MIN, READY_Q  # noqa: E402
 from hardware.interfaces import (  # noqa: E402
-    Arm, ArmState, Camera, CameraFrame, ChunkError, DeviceTimeout, Hand, HandState, SafetyViolation, TimedChunk,
+    Arm, ArmState, Camera, CameraFrame, DeviceTimeout, Hand, HandState, SafetyViolation,
 )
 from hardware.sim import SimWorld, SimWorldConfig  # noqa: E402
 from hardware.sim.scene import L515_HFOV_DEG  # noqa: E402
+from jala_runtime.chunk import ChunkError, TimedChunk  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 W, H = 64, 48
