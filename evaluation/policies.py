@@ -14,6 +14,7 @@ class ExpertPolicy:
     """The simulated world's scripted expert (it reads the world's state, not the images)."""
 
     action_dt = ACTION_DT
+    uses_images = False  # the rollout does not render frames for it
 
     def __init__(self, world: SimWorld):
         self.world = world
