@@ -55,3 +55,16 @@ def sample_observation(image_hw: tuple[int, int], seed: int = 0):
 
     img = np.random.default_rng(seed).integers(0, 256, (*image_hw, 3), dtype=np.uint8)
     return img, np.array(SAMPLE_PROPRIO, dtype=np.float64)
+
+
+def run_python(code: str, timeout: float = 120.0):
+    """Run ``code`` in a fresh interpreter at the repository root (for what must be checked in a clean process,
+    e.g. which modules an import pulls in); AssertionError with its stderr when it fails. Returns the result."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc

@@ -4,9 +4,6 @@ franky-sim, no robot, so these run (and must pass) wherever the project's tests 
 driven arm (refused chunks never reach franky-sim) is tested in tests/hardware/test_franka_arm.py."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from hardware.franka import (FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, ArmSafetyGate, Ar
                              fr3_forward_kinematics)
 from hardware.interfaces import SafetyViolation, arm_waypoints
 from jala_runtime.chunk import ChunkError, TimedChunk
-from tests.helpers import ROOT
+from tests.helpers import run_python
 
 pytestmark = pytest.mark.safety
 
@@ -56,9 +53,7 @@ def test_the_gate_imports_and_works_without_franky():
         "    print('refused:', exc)\n"
         "assert sys.modules['franky'] is None and sys.modules['franky_sim'] is None\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(code)
     assert "refused: measured position -> waypoint 0" in proc.stdout
 
 

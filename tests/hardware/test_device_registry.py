@@ -3,10 +3,7 @@ the built-in FR3 / Inspire / L515 registrations; and the ROS device factory on t
 is contacted: devices are made, never connected."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,7 +13,7 @@ from hardware.franka import FrankaArmConfig
 from hardware.inspire import InspireHandConfig
 from hardware.probes import ProbeResult, ProbeTarget
 from hardware.realsense import RealSenseCameraConfig
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_python
 
 
 @dataclass
@@ -177,9 +174,7 @@ def test_the_registry_imports_no_driver_sdk():
         "assert not bad, bad\n"
         "print(sorted(registry.kinds('arm') + registry.kinds('hand') + registry.kinds('camera')))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python(code)
     assert "['franka_fr3', 'inspire_rh56', 'realsense_l515']" in proc.stdout
 
 
