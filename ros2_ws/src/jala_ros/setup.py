@@ -1,7 +1,7 @@
 from setuptools import setup
 
 package_name = "jala_ros"
-executables = ["camera_node", "arm_node", "hand_node", "policy_node", "supervisor_node", "sim_devices"]
+executables = ["camera_node", "arm_node", "hand_node", "policy_node", "supervisor_node", "sim_devices", "recorder_node", "teleop_node"]
 
 setup(
     name=package_name,

@@ -23,6 +23,7 @@ from jala_ros.parameters import NODE_CONFIGS, default_of
 # graph role -> executable whose config dataclass holds the role's parameters
 # (in the order their arguments are listed)
 ROLE_EXECUTABLES = {"policy": "policy_node", "sim_devices": "sim_devices", "arm": "arm_node", "hand": "hand_node",
+                    "recorder": "recorder_node", "teleop": "teleop_node",
                     "camera": "camera_node", "supervisor": "supervisor_node"}
 
 

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jala_ros.parameters import NODE_CONFIGS, SIM_PREFIXES, check_known, names_of
+from jala_ros.parameters import NODE_CONFIGS, SIM_PREFIXES, check_known, defaults_of, names_of
 
 from .arguments import ROLE_EXECUTABLES, given_parameters, graph_arguments
 
 TASKS = ("water_plant", "put_three_obj", "wipe_board")
 PACKAGE = "jala_ros"
 NAMESPACE = "/jala"
-ROLES = ("sim_devices", "camera", "arm", "hand", "policy", "supervisor")
+ROLES = ("sim_devices", "camera", "arm", "hand", "policy", "supervisor", "recorder", "teleop")
 
 
 def config_dir() -> Path:
@@ -63,7 +63,7 @@ class ConfigError(ValueError):
 
 # Sections of config/*.yaml whose keys are node parameters: the fields of the role's node config dataclass.
 _NODE_SECTIONS = {role: names_of(NODE_CONFIGS[ROLE_EXECUTABLES[role]])
-                  for role in ("arm", "hand", "camera", "policy", "supervisor")}
+                  for role in ("arm", "hand", "camera", "policy", "supervisor", "recorder", "teleop")}
 _TOP_KEYS = {"namespace", "task", "instruction", "cameras", "sim", *_NODE_SECTIONS}
 # sim_devices parameters the graph computes from the task and its cameras (not set in the YAML)
 _SIM_COMPUTED = {"task", "camera_names", "sim_cameras", "image_topics", "info_topics"}
@@ -241,6 +241,27 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
     add("policy", "policy", policy)
     add("supervisor", "supervisor", {**section("supervisor"), "camera_info_topics": info_topics,
                                      **given_parameters(args, "supervisor")})
+    recorder = given_parameters(args, "recorder")
+    if recorder.get("episodes") or recorder.get("dataset"):  # recording demonstrations (the operator drives)
+        if not recorder.get("dataset"):
+            raise ValueError("recording needs dataset (the LeRobot dataset folder): --dataset DIR / dataset:=DIR")
+        rec = {**section("recorder"), "camera_names": names, "image_topics": image_topics, **recorder}
+        if cfg.get("instruction"):
+            rec.setdefault("instruction", cfg["instruction"])
+        if args.sim:  # record what the simulated cameras render
+            rec.setdefault("image_width", specs[0].parameters.get("render_width", defaults_of(
+                NODE_CONFIGS["sim_devices"])["render_width"]))
+            rec.setdefault("image_height", specs[0].parameters.get("render_height", defaults_of(
+                NODE_CONFIGS["sim_devices"])["render_height"]))
+        add("recorder", "recorder", rec)
+        teleop = {**section("teleop"), **given_parameters(args, "teleop")}
+        source = teleop.get("source") or ("expert" if args.sim else "keyboard")
+        if source == "expert":  # the simulated world's scripted expert: inside sim_devices, next to the world
+            if not args.sim:
+                raise ValueError("the expert operator exists only in the simulated world (--sim / sim:=true)")
+            specs[0].parameters["operator"] = "expert"
+        else:
+            add("teleop", "teleop", {**teleop, "source": source})
     for s in specs:
         for k, v in s.parameters.items():
             _check_param(f"{s.role}.{k}", v)

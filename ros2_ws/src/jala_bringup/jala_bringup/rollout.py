@@ -124,17 +124,21 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
                                f"{len(m.arm_state_times)}, hand states {len(m.hand_state_times)}, policy ready "
                                f"{monitor.service_ready('/jala/policy/start')}")
         report["startup_s"] = time.monotonic() - t_run
-        log(f"[run] graph ready in {report['startup_s']:.1f} s; starting the policy for {duration:.0f} s")
+        recorder = next((s for s in specs if s.role == "recorder"), None)
         monitor.recording = True
-        ok, msg = monitor.call_trigger("/jala/policy/start")
-        if not ok:
-            raise RuntimeError(f"policy start failed: {msg}")
         t0 = time.monotonic()
-        while time.monotonic() - t0 < duration:
-            dead = procs.dead()
-            if dead:
-                raise RuntimeError(_dead_process_error(procs, dead[0], "during the rollout"))
-            signals.sleep(0.1)
+        if recorder is not None:  # recording demonstrations: the operator drives, the policy stays stopped
+            report["recording"] = _record(monitor, procs, recorder, duration, signals, log)
+        else:
+            log(f"[run] graph ready in {report['startup_s']:.1f} s; starting the policy for {duration:.0f} s")
+            ok, msg = monitor.call_trigger("/jala/policy/start")
+            if not ok:
+                raise RuntimeError(f"policy start failed: {msg}")
+            while time.monotonic() - t0 < duration:
+                dead = procs.dead()
+                if dead:
+                    raise RuntimeError(_dead_process_error(procs, dead[0], "during the rollout"))
+                signals.sleep(0.1)
         t1 = time.monotonic()
         if estop_at_end:
             monitor.call_trigger("/jala/supervisor/estop")
@@ -165,6 +169,46 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
             procs.stop()
         rclpy.try_shutdown()
     return report
+
+
+def _record(monitor: "Monitor", procs: "GraphProcesses", recorder, duration: float, signals: StopSignals,
+            log) -> dict:
+    """Wait while the operator records: until the recorder has saved ``episodes`` episodes in this run (or, with
+    no target, for ``duration`` s); the status line is printed as it changes. Returns the last status."""
+    import json
+
+    from jala_ros.conversions import LATCHED_QOS
+    from std_msgs.msg import String
+
+    target = int(recorder.parameters.get("episodes", 0) or 0)
+    status: dict = {}
+
+    def on_status(msg):
+        try:
+            status.update(json.loads(msg.data))
+        except ValueError:
+            pass
+
+    monitor.node.create_subscription(String, "/jala/recorder/status", on_status, LATCHED_QOS)
+    limit = duration if not target else max(duration, 180.0 * target)
+    log(f"[run] recording into {recorder.parameters['dataset']}: "
+        + (f"{target} episode(s)" if target else f"for {duration:.0f} s") + " (the operator drives)")
+    t0, last = time.monotonic(), ""
+    while time.monotonic() - t0 < limit:
+        dead = procs.dead()
+        if dead:
+            raise RuntimeError(_dead_process_error(procs, dead[0], "while recording"))
+        line = status.get("line", "")
+        if line and line != last:
+            log(f"[rec] {line}")
+            last = line
+        if target and status.get("saved_this_run", 0) >= target:
+            break
+        signals.sleep(0.2)
+    else:
+        if target:
+            raise TimeoutError(f"recorded {status.get('saved_this_run', 0)} of {target} episode(s) in {limit:.0f} s")
+    return status
 
 
 def _hold_for_exit(monitor: "Monitor | None", procs: "GraphProcesses | None", reason: str, log) -> None:

@@ -33,6 +33,7 @@ CHUNK_TOPIC = "/jala/action_chunk"
 ARM_STATE_TOPIC = "/jala/arm/joint_states"
 HAND_STATE_TOPIC = "/jala/hand/joint_states"
 POLICY_RUNNING_TOPIC = "/jala/policy/running"
+TELEOP_COMMAND_TOPIC = "/jala/teleop/command"  # sensor_msgs/JointState: the operator's clean command (13 joints)
 
 # Parameters every rclpy node has; never reported as unknown.
 ROS_BUILTIN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
@@ -204,6 +205,52 @@ class SupervisorNodeConfig:
 
 
 @dataclass
+class TeleopNodeConfig:
+    """teleop_node: an operator drives the robot through the same chunk topic as the policy (teleop.session)."""
+
+    source: str = param("keyboard", "operator input: keyboard | spacemouse | webxr | avp | replay | expert "
+                                    "(expert: the simulated world's scripted expert, inside sim_devices)",
+                        arg="operator", arg_help="record with this operator input (keyboard | spacemouse | webxr "
+                                                 "| avp | replay; expert in simulation)")
+    source_options: str = param("", "JSON object for the source (e.g. {\"path\": ...} for replay, "
+                                    "{\"host\": ..., \"port\": ...} for webxr, {\"ip\": ...} for avp)")
+    rate_hz: float = param(15.0, "command rate (the policy's action rate)")
+    deadman_s: float = param(0.2, "operator stream silent for longer than this: arm and hand hold")
+    dart_noise: float = param(0.0, "std (rad) of smooth noise on the executed arm targets (the recorded command "
+                                   "stays clean)")
+    chunk_topic: str = param(CHUNK_TOPIC, "action chunk topic (what the devices execute)")
+    command_topic: str = param(TELEOP_COMMAND_TOPIC, "the operator's clean command (what the recorder stores)")
+    hold_request_topic: str = param(HOLD_REQUEST_TOPIC, "hold request topic (deadman, clutch released)")
+    arm_state_topic: str = param(ARM_STATE_TOPIC, "arm joint state topic")
+    hand_state_topic: str = param(HAND_STATE_TOPIC, "hand joint state topic")
+    recorder: str = param("/jala/recorder", "the recorder node whose start / save / discard the buttons call")
+
+
+@dataclass
+class RecorderNodeConfig:
+    """recorder_node: records episodes of camera frames, joint states and the operator's command into a LeRobot
+    v3.0 dataset (and the raw topics into a rosbag2 per episode)."""
+
+    dataset: str = param("", "dataset folder (created, or appended to)", arg="dataset",
+                         arg_help="LeRobot v3.0 dataset folder the recorder writes (created, or appended to)")
+    fps: float = param(15.0, "recording rate (frames per second; the policy's action rate is 15)")
+    episodes: int = param(0, "episodes to record (0: until stopped); shown in the status line", arg="record",
+                          arg_help="record this many episodes (teleoperation + recorder instead of the policy)")
+    instruction: str = param("water the plant", "task instruction stored with each episode")
+    instruction_topic: str = param("/jala/instruction", "std_msgs/String topic replacing the instruction")
+    camera_names: list[str] = param(["camera"], "camera names (observation.images.<name>), one per image topic")
+    image_topics: list[str] = param(["/camera/camera/color/image_raw"], "image topics, one per camera")
+    image_width: int = param(320, "recorded image width (frames of another size are resized)")
+    image_height: int = param(240, "recorded image height")
+    arm_state_topic: str = param(ARM_STATE_TOPIC, "arm joint state topic")
+    hand_state_topic: str = param(HAND_STATE_TOPIC, "hand joint state topic")
+    command_topic: str = param(TELEOP_COMMAND_TOPIC, "the operator's clean command (sensor_msgs/JointState, 13 "
+                                                     "joints): the recorded action")
+    raw_bag: bool = param(True, "also write the raw topics of each episode as rosbag2 (MCAP) under <dataset>/raw")
+    status_rate_hz: float = param(1.0, "status line rate (log and ~/status)")
+
+
+@dataclass
 class _SimWorldConfig:
     """sim_devices' own parameters (the SimWorld and its camera slots); SimDevicesConfig adds the arm_* / hand_*."""
 
@@ -218,6 +265,8 @@ class _SimWorldConfig:
     sim_cameras: list[str] = param([""], "world camera per slot ('' = the world's cameras in order)")
     image_topics: list[str] = param(["/camera/camera/color/image_raw"], "image topic per slot")
     info_topics: list[str] = param(["/camera/camera/color/camera_info"], "camera info topic per slot")
+    operator: str = param("", "'expert': the world's scripted expert drives the robot as a teleop operator, "
+                              "episode after episode (recording demonstrations); '' = none")
 
 
 SIM_PREFIXES = {"arm_": ArmNodeConfig, "hand_": HandNodeConfig}
@@ -251,6 +300,8 @@ NODE_CONFIGS: dict[str, type] = {
     "policy_node": PolicyNodeConfig,
     "supervisor_node": SupervisorNodeConfig,
     "sim_devices": SimDevicesConfig,
+    "recorder_node": RecorderNodeConfig,
+    "teleop_node": TeleopNodeConfig,
 }
 PROCESS_PARAMETERS: dict[str, frozenset[str]] = {exe: names_of(cls) for exe, cls in NODE_CONFIGS.items()}
 

@@ -109,21 +109,47 @@ def shutdown_world(world) -> None:
             pass
 
 
+def expert_operator_node(sim: "SimWorldNode", namespace: str = "/jala"):
+    """The world's scripted expert as a teleop operator (``operator: expert``): a TeleopNode whose source is
+    ``teleop.sources.expert.ExpertOperator``. It presses START at the start of an episode and SAVE when the task
+    is done; after each saved episode the world resets with the next seed and the expert starts over."""
+    from teleop.sources.expert import ExpertOperator
+
+    from .teleop_node import TeleopNode
+
+    world = sim.world
+    source = ExpertOperator(world)
+    episode = [0]
+
+    def next_episode(_saved: bool) -> None:
+        episode[0] += 1
+        world.reset(int(sim.p["seed"]) + episode[0])
+        reset = getattr(source, "reset", None)
+        if reset is not None:
+            reset()
+
+    return TeleopNode(source, name="teleop", namespace=namespace, overrides={"source": "expert"},
+                      allowed_parameters=set(), on_episode_end=next_episode)
+
+
 def main(args=None) -> None:
     init_ros(args)
     with startup_errors("sim_devices"):
         sim, cams, arm, hand = build_sim_nodes()
+        extra = [expert_operator_node(sim)] if sim.p["operator"] == "expert" else []
+        if sim.p["operator"] not in ("", "expert"):
+            raise ValueError(f"operator must be '' or 'expert' in sim_devices, got {sim.p['operator']!r}")
     world = sim.world
 
     def _shutdown():
-        for n in (*cams, arm, hand):
+        for n in (*extra, *cams, arm, hand):
             try:
                 n.destroy_node()
             except Exception:  # noqa: BLE001
                 pass
         shutdown_world(world)
 
-    spin_nodes([sim, *cams, arm, hand], on_shutdown=_shutdown)
+    spin_nodes([sim, *cams, arm, hand, *extra], on_shutdown=_shutdown)
 
 
 if __name__ == "__main__":

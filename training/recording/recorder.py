@@ -1,0 +1,164 @@
+"""Episode recording at a fixed rate, whatever feeds it (no ROS here).
+
+``EpisodeRecorder`` samples the newest camera frames, joint states and operator command at ``fps`` into a
+``LeRobotV3Writer``. Who calls ``tick(now)`` differs: the ROS recorder node (its own thread, wall clock) and the
+fast simulated ``record`` command (the world's simulated clock). Episode control (start with the task
+instruction, save, discard) comes from services or the operator's buttons; ``status()`` is the live status line.
+
+A frame is recorded on every tick while an episode runs. A tick whose newest camera frame is not newer than the
+one recorded at the previous tick counts as a dropped frame (the camera fell behind the recording rate); the
+frame is still written (the previous image again) so the dataset keeps its fixed rate.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from embodiment import ACTION_DIM
+
+
+@dataclass
+class RecorderStatus:
+    recording: bool
+    episode: int  # index of the episode in progress (or the next one)
+    episodes_saved: int
+    episodes_target: int  # 0: no target
+    elapsed_s: float
+    frames: int
+    dropped_frames: int
+    task: str = ""
+    saved_this_run: int = 0  # episodes saved since this recorder started (the dataset may hold earlier ones)
+
+    def line(self) -> str:
+        target = f"/{self.episodes_target}" if self.episodes_target else ""
+        state = "REC" if self.recording else "idle"
+        return (f"[{state}] episode {self.episode + 1}{target} ({self.episodes_saved} saved)  "
+                f"{self.elapsed_s:5.1f} s  {self.frames} frames  {self.dropped_frames} dropped"
+                + (f"  task: {self.task}" if self.task else ""))
+
+
+@dataclass
+class _Latest:
+    images: dict[str, tuple[float, np.ndarray]] = field(default_factory=dict)  # camera -> (stamp, frame)
+    state: np.ndarray | None = None
+    action: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class EpisodeRecorder:
+    """Thread-safe: the inputs are set from callbacks, ``tick`` from a recording thread or loop."""
+
+    def __init__(self, writer, cameras: list[str], episodes_target: int = 0, clock=time.monotonic):
+        self.writer = writer
+        self.cameras = list(cameras)
+        self.episodes_target = episodes_target
+        self.clock = clock
+        self._latest = _Latest()
+        self._lock = threading.Lock()
+        self._recording = False
+        self._task = ""
+        self._t0 = 0.0
+        self._frames = 0
+        self._dropped = 0
+        self._last_stamps: dict[str, float] = {}
+        self._saved_this_run = 0
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def set_image(self, camera: str, stamp: float, frame: np.ndarray) -> None:
+        with self._lock:
+            self._latest.images[camera] = (float(stamp), frame)
+
+    def set_state(self, state: np.ndarray) -> None:
+        with self._lock:
+            self._latest.state = np.asarray(state, dtype=np.float32)
+
+    def set_action(self, action: np.ndarray) -> None:
+        with self._lock:
+            self._latest.action = np.asarray(action, dtype=np.float32)
+
+    def set_extra(self, key: str, value: np.ndarray) -> None:
+        with self._lock:
+            self._latest.extras[key] = np.asarray(value)
+
+    # ------------------------------------------------------------------------------------------ control
+    @property
+    def recording(self) -> bool:
+        return self._recording
+
+    def ready(self) -> str:
+        """'' when every input has arrived, else what is missing."""
+        with self._lock:
+            missing = [c for c in self.cameras if c not in self._latest.images]
+            if missing:
+                return f"no frame yet from {missing}"
+            if self._latest.state is None:
+                return "no joint states yet"
+            if self._latest.action is None:
+                return "no operator command yet"
+        return ""
+
+    def start(self, task: str) -> tuple[bool, str]:
+        if self._recording:
+            return False, "an episode is already being recorded (save or discard it first)"
+        if not task.strip():
+            return False, "an episode needs its task instruction"
+        why = self.ready()
+        if why:
+            return False, f"cannot start: {why}"
+        self.writer.start_episode(task)
+        with self._lock:
+            self._recording, self._task = True, task
+            self._t0, self._frames, self._dropped = self.clock(), 0, 0
+            self._last_stamps = {}
+        return True, f"recording episode {self.writer.num_episodes + 1}: {task!r}"
+
+    def save(self) -> tuple[bool, str]:
+        if not self._recording:
+            return False, "no episode is being recorded"
+        with self._lock:
+            self._recording = False
+        if self._frames == 0:
+            self.writer.discard_episode()
+            return False, "the episode had no frames; discarded"
+        index = self.writer.save_episode()
+        self._saved_this_run += 1
+        return True, f"saved episode {index} ({self._frames} frames, {self._dropped} dropped)"
+
+    def discard(self) -> tuple[bool, str]:
+        if not self._recording:
+            return False, "no episode is being recorded"
+        with self._lock:
+            self._recording = False
+        self.writer.discard_episode()
+        return True, "episode discarded"
+
+    # ------------------------------------------------------------------------------------------ sampling
+    def tick(self, now: float | None = None) -> bool:
+        """Record one frame of the newest inputs (when an episode runs); True when a frame was written."""
+        if not self._recording:
+            return False
+        with self._lock:
+            latest = self._latest
+            images = {c: latest.images[c] for c in self.cameras}
+            state, action, extras = latest.state, latest.action, dict(latest.extras)
+        dropped = any(self._last_stamps.get(c) is not None and stamp <= self._last_stamps[c]
+                      for c, (stamp, _) in images.items())
+        self._last_stamps = {c: stamp for c, (stamp, _) in images.items()}
+        frame = {f"observation.images.{c}": img for c, (_, img) in images.items()}
+        frame["observation.state"] = state
+        frame["action"] = action
+        frame.update(extras)
+        if action.shape != (ACTION_DIM,) or state.shape != (ACTION_DIM,):
+            raise ValueError(f"state and action must be ({ACTION_DIM},), got {state.shape} and {action.shape}")
+        self.writer.add_frame(frame)
+        self._frames += 1
+        self._dropped += int(dropped)
+        return True
+
+    def status(self) -> RecorderStatus:
+        return RecorderStatus(self._recording, self.writer.num_episodes, self.writer.num_episodes,
+                              self.episodes_target, (self.clock() - self._t0) if self._recording else 0.0,
+                              self._frames, self._dropped, self._task, self._saved_this_run)
