@@ -9,6 +9,7 @@ need_apt=()
 ldconfig -p | grep -q 'libusb-1.0.so.0' || need_apt+=(libusb-1.0-0)      # pyrealsense2
 ldconfig -p | grep -q 'libOSMesa.so' || need_apt+=(libosmesa6)           # MuJoCo offscreen rendering on CPU
 ldconfig -p | grep -q 'libEGL.so.1' || need_apt+=(libegl1)               # MuJoCo rendering on a GPU
+ldconfig -p | grep -q 'libhidapi-hidraw.so.0' || need_apt+=(libhidapi-hidraw0)  # pyspacemouse (easyhid)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "[setup] apt-get install ${need_apt[*]}"

@@ -19,9 +19,9 @@ The documented rule for commands that leave the workspace or exceed limits (noth
    every FR3 joint's speed limit: a teleop chunk built from these steps passes the FR3 safety gate by design.
 4. Anything the gate still refuses (it never clips) is not executed and holds the robot, exactly as for a policy
    chunk (``jala_runtime.executor``).
-Direct joint targets (``OperatorSample.arm_q``, the scripted expert) go through ``joint_target``: rules 2 and 3,
-and rule 1 through forward kinematics (a joint target whose hand base lies outside the box is replaced by the IK
-solution of its pose clipped to the box).
+Direct joint targets (``OperatorSample.arm_q``, the scripted expert) go through ``joint_goal`` / ``joint_target``:
+rules 2 and 3, and rule 1 through forward kinematics (a joint target whose hand base lies outside the box is
+replaced by the IK solution of its pose clipped to the box).
 """
 from __future__ import annotations
 
@@ -285,18 +285,23 @@ class ArmIK:
         ``q_now`` (7,), ``dt`` seconds ahead: workspace-clipped, inside the joint range, step-limited."""
         return self.solve_target(q_now, target_pose, dt).q
 
-    def joint_target(self, q_now, q_target, dt: float = ACTION_DT) -> np.ndarray:
-        """A direct joint target (the scripted expert) under the same rules: joint range, workspace (by FK; a
-        target outside the box is replaced by the IK solution of its pose clipped to the box) and step limit."""
-        q_target = np.clip(np.asarray(q_target, dtype=np.float64).reshape(ARM_DOF), self.q_low, self.q_high)
+    def joint_goal(self, q_target, dt: float = ACTION_DT) -> np.ndarray:
+        """A direct joint target (the scripted expert) made acceptable, without the step limit: clipped into the
+        joint range (rule 2); a target whose hand base lies outside the workspace box is replaced by the IK
+        solution of its pose with the position clipped onto the box (rule 1)."""
+        q_target = np.asarray(q_target, dtype=np.float64).reshape(ARM_DOF)
         if not np.all(np.isfinite(q_target)):
             raise ValueError(f"joint target is not finite: {q_target.tolist()}")
+        q_target = np.clip(q_target, self.q_low, self.q_high)
         pose = self.fk(q_target)
         if not self.in_workspace(pose[:3, 3]):
-            res = self.solve_target(q_target, pose, dt)  # clips the pose; solves from the target itself
-            q_target = res.q_solution
-        q, clipped = self.limit_step(q_now, q_target, dt)
-        return q
+            q_target = self.solve_target(q_target, pose, dt).q_solution  # clips the pose, solves from the target
+        return q_target
+
+    def joint_target(self, q_now, q_target, dt: float = ACTION_DT) -> np.ndarray:
+        """(7,) the next command toward a direct joint target: ``joint_goal`` (rules 1, 2), then the step limit from
+        the measured ``q_now`` (rule 3)."""
+        return self.limit_step(q_now, self.joint_goal(q_target, dt), dt)[0]
 
     def _errors(self, q: np.ndarray, target: np.ndarray) -> tuple[float, float]:
         t = self.fk(q)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import importlib
 import ipaddress
 import secrets
 import socket
@@ -71,7 +72,7 @@ def local_addresses() -> list[str]:
 
 def _require_cryptography():
     try:
-        import cryptography  # noqa: F401
+        importlib.import_module("cryptography")
     except ImportError as e:  # pragma: no cover - cryptography is in requirements.txt
         raise ImportError(
             "making a self-signed TLS certificate needs 'cryptography' (pip install -r requirements.txt); "

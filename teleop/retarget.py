@@ -8,8 +8,9 @@
 Pipeline per call:
 
 1. Check the keypoints: (21, 3), finite, metres, MANO / MediaPipe order (0 wrist; 1-4 thumb CMC, MCP, IP, tip;
-   5-8 index MCP, PIP, DIP, tip; 9-12 middle; 13-16 ring; 17-20 pinky), a RIGHT hand. Anything else is a
-   ``ValueError``.
+   5-8 index MCP, PIP, DIP, tip; 9-12 middle; 13-16 ring; 17-20 pinky) of the operator's right hand (the robot
+   hand is a right hand; ``human_hand="left"`` mirrors a left hand's keypoints onto a right hand). Anything else
+   is a ``ValueError``.
 2. Express them in the robot hand's frame (``keypoint_frame="palm"``, the default): origin at the wrist keypoint,
    +z from the wrist to the middle-finger MCP, +x from the index MCP towards the pinky MCP (made orthogonal to z),
    +y = z x x, the palm normal. That is the convention of the URDF's root link ``hand_base`` (and of the simulated
@@ -51,6 +52,7 @@ FINGERTIP_LINKS = ("thumb_tip", "index_tip", "middle_tip", "ring_tip", "pinky_ti
 FINGERTIP_KEYPOINTS = (THUMB_TIP, INDEX_TIP, MIDDLE_TIP, RING_TIP, PINKY_TIP)
 OPTIMIZERS = ("vector", "dexpilot")
 KEYPOINT_FRAMES = ("palm", "hand_base")
+HUMAN_HANDS = ("right", "left")
 
 _CLOSED = np.asarray(HAND_CLOSED_ANGLE, dtype=np.float64)
 
@@ -81,12 +83,17 @@ def _check_keypoints(keypoints) -> np.ndarray:
     return kp
 
 
-def keypoints_in_hand_frame(keypoints, frame: str = "palm") -> np.ndarray:
+def keypoints_in_hand_frame(keypoints, frame: str = "palm", human_hand: str = "right") -> np.ndarray:
     """(21, 3) keypoints re-expressed in the robot hand frame (``hand_base`` convention, origin at the wrist): see
     the module docstring. ValueError for bad keypoints or a degenerate palm (wrist, index / middle / pinky MCPs
-    collinear or coincident)."""
+    collinear or coincident). ``human_hand="left"`` mirrors the keypoints (a left hand becomes a right hand; with
+    ``frame="hand_base"`` the mirror is x -> -x of that frame)."""
     kp = _check_keypoints(keypoints)
+    if human_hand not in HUMAN_HANDS:
+        raise ValueError(f"human_hand must be one of {HUMAN_HANDS}, got {human_hand!r}")
     p = kp - kp[WRIST]
+    if human_hand == "left":
+        p = p * np.array([-1.0, 1.0, 1.0])
     if frame == "hand_base":
         return p
     if frame != "palm":
@@ -113,19 +120,24 @@ class RetargetConfig:
 
     - ``optimizer``: "vector" (wrist->fingertip vectors) or "dexpilot" (adds fingertip-pair vectors and DexPilot's
       pinch projection, better thumb-finger pinches);
-    - ``scaling_factor``: robot hand size / human hand size (human vectors are multiplied by it);
-    - ``low_pass_alpha``: dex-retargeting's first-order filter on the joint values, y += alpha (x - y); 1 or None
-      disables it, smaller is smoother and slower;
+    - ``scaling_factor``: robot hand size / human hand size (human vectors are multiplied by it). Default 1.2: the
+      model's fingertips are 0.19-0.20 m from the flange (all four fingers hinge at the same height), an adult's
+      0.15-0.19 m from the wrist; too small a factor leaves an open human hand's short fingers (pinky) half closed
+      on the robot, a larger one makes the robot close later. Tune per operator;
+    - ``low_pass_alpha``: dex-retargeting's first-order filter on the joint values, y += alpha (x - y), per call; 1 or
+      None disables it, smaller is smoother and lags more (0.5 at 30 Hz: ~50 ms time constant);
     - ``keypoint_frame``: "palm" (estimate the hand frame from the palm keypoints) or "hand_base" (keypoints already
       in the hand_base convention);
+    - ``human_hand``: which operator hand the keypoints are of ("left" is mirrored onto the right robot hand);
     - ``huber_delta`` / ``normal_delta``: the optimiser's Huber loss width [m] and its regulariser towards the previous
       solution; ``project_dist`` / ``escape_dist``: DexPilot's pinch-projection thresholds [m];
     - ``urdf_path``: the hand URDF (default: the generated ``teleop/assets/inspire_rh56_right.urdf``)."""
 
     optimizer: str = "vector"
-    scaling_factor: float = 1.0
+    scaling_factor: float = 1.2
     low_pass_alpha: float | None = 0.5
     keypoint_frame: str = "palm"
+    human_hand: str = "right"
     huber_delta: float = 0.02
     normal_delta: float = 4e-3
     project_dist: float = 0.03
@@ -137,6 +149,8 @@ class RetargetConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.keypoint_frame not in KEYPOINT_FRAMES:
             raise ValueError(f"keypoint_frame must be one of {KEYPOINT_FRAMES}, got {self.keypoint_frame!r}")
+        if self.human_hand not in HUMAN_HANDS:
+            raise ValueError(f"human_hand must be one of {HUMAN_HANDS}, got {self.human_hand!r}")
         if not (np.isfinite(self.scaling_factor) and self.scaling_factor > 0):
             raise ValueError(f"scaling_factor must be > 0, got {self.scaling_factor}")
         if self.low_pass_alpha is not None and not (0.0 < self.low_pass_alpha <= 1.0):
@@ -200,7 +214,7 @@ class HandRetargeter:
 
     def reference(self, keypoints) -> np.ndarray:
         """The human vectors the optimiser matches (before scaling): (n, 3) in the hand frame."""
-        p = keypoints_in_hand_frame(keypoints, self.config.keypoint_frame)
+        p = keypoints_in_hand_frame(keypoints, self.config.keypoint_frame, self.config.human_hand)
         return p[self._human_idx[1]] - p[self._human_idx[0]]
 
     def retarget_joints(self, keypoints) -> np.ndarray:

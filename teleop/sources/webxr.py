@@ -18,11 +18,15 @@ wire protocol (msgpack maps ``{etype, key, ts, value}``; server events ``{etype,
 - TLS always, except on a loopback address when ``tls=False`` is asked for: with ``cert``/``key`` files, or a
   self-signed certificate made at start (its SHA-256 fingerprint is printed; the operator opens the page once and
   accepts it). WebXR needs a secure page anyway.
+The page itself (vuer's public client files, ``/`` and ``/assets``) is served without the token; only the
+websocket (``/ws``, or ``/`` with an upgrade) carries operator input and it is gated. Operator steps: open the
+printed URL in the headset browser, accept the certificate (check the fingerprint), press "Enter VR/AR".
 
 Mapping onto ``OperatorSample`` (the driving hand is ``hand``, right by default; the *other* hand gives the
 clutch and the episode gestures):
-- the vuer ``HAND_MOVE`` value is ``{left, right: 25*16 floats (column-major 4x4 per joint), leftState,
-  rightState: {pinch, squeeze, tap, ...}}``; joints follow the WebXR ``XRHand`` order: wrist(0),
+- the vuer ``HAND_MOVE`` value is ``{left, right: 25*16 floats (column-major 4x4 per joint, in the XR reference
+  space; vuer 0.1.6's client), leftState, rightState: {pinch, squeeze, tap, ...}}``; joints follow the WebXR
+  ``XRHand`` order: wrist(0),
   thumb metacarpal/proximal/distal/tip (1-4), then for index, middle, ring, pinky: metacarpal, proximal,
   intermediate, distal, tip (5-9, 10-14, 15-19, 20-24);
 - ``hand_keypoints`` (21, 3): the 25 joints minus the four finger metacarpals (5, 10, 15, 20) give the
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import ipaddress
 import json
 import threading
@@ -192,7 +197,10 @@ class LatestSlot:
 
 
 def _xr_matrices(values, name: str) -> np.ndarray:
-    a = np.asarray(values, dtype=float).reshape(-1)
+    if isinstance(values, (bytes, bytearray, memoryview)):  # a Float32Array sent as msgpack bin
+        a = np.frombuffer(bytes(values), dtype="<f4").astype(float)
+    else:
+        a = np.asarray(values, dtype=float).reshape(-1)
     if a.size % 16 != 0 or a.size < 16:
         raise ValueError(f"{name}: expected a multiple of 16 floats, got {a.size}")
     return a.reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major (WebGL) -> row-major
@@ -256,8 +264,8 @@ class WebXRSource:
                  auth_timeout_s: float = 3.0, max_sessions: int = 1, hands_fps: int = 60,
                  announce: Callable[[str], None] | None = print, clock: Callable[[], float] = time.monotonic):
         try:
-            import aiohttp  # noqa: F401
-            import msgpack  # noqa: F401
+            for mod in ("aiohttp", "msgpack"):
+                importlib.import_module(mod)
         except ImportError as e:
             raise ImportError(f"the WebXR source needs aiohttp and msgpack: {EXTRA_HINT}") from e
         if hand not in ("right", "left"):
@@ -269,6 +277,8 @@ class WebXRSource:
             raise ValueError("give both cert and key, or neither (a self-signed certificate is made)")
         self.hand = hand
         self.mapper = HandMapper(calibration, scale, hand_offset, clutch, long_press_s=long_press_s)
+        if token is not None and len(token) < 16:
+            raise ValueError("a given session token must have at least 16 characters (default: a random one)")
         self.token = token or pairing.new_token()
         self.cert = self.key = None
         self.fingerprint = None
@@ -477,10 +487,10 @@ class WebXRSource:
         """The vuer ``UPSERT`` server event that puts a streaming ``Hands`` element into the client's scene."""
         import msgpack
 
-        hands = {"tag": "Hands", "key": "hands", "stream": True, "fps": self.hands_fps,
-                 "disableLeft": False, "disableRight": False, "hideLeft": False, "hideRight": False}
-        event = {"etype": "UPSERT", "ts": int(time.time() * 1000),
-                 "data": {"nodes": [hands], "to": None, "strict": False}}
+        # what vuer 0.1.6 sends for ``session.upsert @ Hands(stream=True, fps=..., key="hands")`` (ts in ms, as
+        # its send()); the client streams HAND_MOVE at ``fps`` once the operator enters the immersive (AR/VR) view
+        hands = {"tag": "Hands", "key": "hands", "stream": True, "fps": self.hands_fps}
+        event = {"etype": "UPSERT", "ts": int(time.time() * 1000), "data": {"nodes": [hands], "to": None}}
         return msgpack.packb(event, use_bin_type=True)
 
     def _on_message(self, data) -> None:

@@ -1,0 +1,1 @@
+"""Teleoperation: hand retargeting and the generated Inspire URDF."""
