@@ -1,5 +1,5 @@
-"""Recording throughput on this CPU: cameras deliver frames at their rate (synthetic 640x480 RGB with moving
-content, one producer thread per camera, like the camera callbacks), the recorder samples at ``--fps`` into a
+"""Recording throughput on this CPU: cameras deliver frames at their rate (synthetic 640x480 RGB: shading,
+texture and a moving object; one producer thread per camera, like the camera callbacks), the recorder samples at ``--fps`` into a
 LeRobot v3.0 dataset (the recorder node's path without DDS), and we measure:
 
 - frames recorded per second vs the requested rate, and frames the recording tick missed (the tick fell behind);
@@ -24,17 +24,25 @@ import numpy as np
 
 def _camera(recorder, name: str, fps: float, size: tuple[int, int], stop: threading.Event) -> None:
     h, w = size
-    base = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    # camera-like content: smooth shading, some texture, and an object moving across (random noise would be the
+    # encoder's worst case, far from a scene)
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(0)
+    base = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) * 127 // (w + h)) + 64], -1).astype(np.int16)
+    base = np.clip(base + rng.integers(-6, 7, base.shape), 0, 255).astype(np.uint8)
     period, k, t = 1.0 / fps, 0, time.monotonic()
     while not stop.is_set():
-        frame = np.roll(base, 4 * k, axis=1)  # moving content: the encoder has real work
+        frame = base.copy()
+        x0 = (8 * k) % max(1, w - 80)
+        frame[h // 3:h // 3 + 80, x0:x0 + 80] = (200, 40, 40)  # the moving object
         recorder.set_image(name, time.monotonic(), frame)
         k += 1
         t += period
         time.sleep(max(0.0, t - time.monotonic()))
 
 
-def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], root: Path, codec: str | None) -> dict:
+def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], root: Path, codec: str | None,
+        camera_fps: float | None = None) -> dict:
     from embodiment import ACTION_DIM
     from training.recording.lerobot_v3 import LeRobotV3Writer, robot_features
     from training.recording.recorder import EpisodeRecorder
@@ -44,10 +52,9 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], root: P
     writer = LeRobotV3Writer.create(root, fps=round(fps), features=robot_features({n: size for n in names}),
                                     **kwargs)
     rec = EpisodeRecorder(writer, names)
-    rec.set_state(np.zeros(ACTION_DIM))
-    rec.set_action(np.zeros(ACTION_DIM))
     stop = threading.Event()
-    threads = [threading.Thread(target=_camera, args=(rec, n, fps, size, stop), daemon=True) for n in names]
+    threads = [threading.Thread(target=_camera, args=(rec, n, camera_fps or fps, size, stop), daemon=True)
+               for n in names]
     for t in threads:
         t.start()
     time.sleep(0.3)
@@ -58,6 +65,8 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], root: P
     t0 = next_t = time.monotonic()
     tick_ms = []
     while time.monotonic() - t0 < seconds:
+        rec.set_state(np.zeros(ACTION_DIM))  # joint states and commands arrive faster than the recording rate
+        rec.set_action(np.zeros(ACTION_DIM))
         a = time.perf_counter()
         rec.tick()
         tick_ms.append((time.perf_counter() - a) * 1e3)
@@ -79,7 +88,7 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], root: P
         t.join()
     writer.close()
     cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-    return {"cameras": cameras, "size": f"{size[1]}x{size[0]}", "fps_requested": fps,
+    return {"cameras": cameras, "size": f"{size[1]}x{size[0]}", "fps_requested": fps, "camera_fps": camera_fps or fps,
             "frames": st.frames, "fps_recorded": st.frames / wall, "ticks_late": late, "dropped_frames": st.dropped_frames,
             "tick_ms_p50": float(np.percentile(tick_ms, 50)), "tick_ms_p99": float(np.percentile(tick_ms, 99)),
             "save_episode_s": save_s, "cpu_s_per_s": (cpu + 0.0) / (wall + save_s),
@@ -89,7 +98,8 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], root: P
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--fps", type=float, default=30.0, help="recording rate")
+    ap.add_argument("--camera-fps", type=float, default=None, help="camera rate (default: the recording rate)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--codec", default=None, help="video codec (default: the writer's)")
@@ -99,11 +109,11 @@ def main(argv=None) -> int:
     results = []
     for n in args.cameras:
         with tempfile.TemporaryDirectory() as d:
-            results.append(run(n, args.fps, args.seconds, (h, w), Path(d) / "ds", args.codec))
+            results.append(run(n, args.fps, args.seconds, (h, w), Path(d) / "ds", args.codec, args.camera_fps))
     if args.json:
         print(json.dumps(results, indent=2))
     for r in results:
-        print(f"{r['cameras']} camera(s) {r['size']} at {r['fps_requested']:g} fps: recorded {r['fps_recorded']:.1f} "
+        print(f"{r['cameras']} camera(s) {r['size']} at {r['camera_fps']:g} Hz, recording at {r['fps_requested']:g} fps: recorded {r['fps_recorded']:.1f} "
               f"frames/s ({r['frames']} frames, {r['ticks_late']} late ticks, {r['dropped_frames']} dropped), tick "
               f"p50 {r['tick_ms_p50']:.1f} / p99 {r['tick_ms_p99']:.1f} ms, save (encode) {r['save_episode_s']:.2f} s "
               f"for {args.seconds:g} s, CPU {r['cpu_s_per_s']:.2f} core(s), mp4 {r['mp4_bytes'] / 1e6:.1f} MB")

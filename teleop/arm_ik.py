@@ -30,9 +30,11 @@ import functools
 import logging
 from dataclasses import dataclass
 
-import mink
-import mujoco
 import numpy as np
+
+import hardware.sim  # noqa: F401  (first: it picks MuJoCo's rendering backend before mujoco is imported)
+import mink  # noqa: E402
+import mujoco  # noqa: E402
 
 from embodiment import ACTION_DT, ARM_DOF, ARM_JOINT_NAMES, FR3_DQ_MAX, FR3_Q_MAX, FR3_Q_MIN, READY_Q
 

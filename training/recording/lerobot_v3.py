@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-os.environ.setdefault("SVT_LOG", "2")  # SVT-AV1 prints its banner and config at info level to stderr
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner, config and warnings to stderr: errors only
 
 CODEBASE_VERSION = "v3.0"
 DEFAULT_CHUNK_SIZE = 1000

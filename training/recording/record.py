@@ -27,6 +27,21 @@ from pathlib import Path
 from embodiment import ACTION_DT
 
 
+def task_cameras(task: str) -> list[tuple[str, str]]:
+    """(camera name, simulated world camera) per camera of ``task``, from the task config the ROS graph uses
+    (``jala_bringup/config/<task>.yaml``), so that demonstrations recorded here and through the ROS graph, in the
+    simulated world or on the robot, name their image features alike (``observation.images.<camera name>``)."""
+    try:
+        from jala_bringup.graph import load_task_config
+    except ImportError:  # a source checkout without a colcon install: the package lives in ros2_ws/src
+        root = Path(__file__).resolve().parents[2] / "ros2_ws" / "src"
+        for pkg in ("jala_bringup", "jala_ros"):
+            if str(root / pkg) not in sys.path:
+                sys.path.insert(0, str(root / pkg))
+        from jala_bringup.graph import load_task_config
+    return [(c["name"], c.get("sim_camera", "") or "") for c in load_task_config(task)["cameras"]]
+
+
 def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: str = "seen", seed: int = 0,
                       fps: float | None = None, width: int = 640, height: int = 480, dart_noise: float = 0.0,
                       max_attempts: int | None = None, progress: bool = True, video_codec: str | None = None):
@@ -43,7 +58,11 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
     dt = ACTION_DT if fps is None else 1.0 / float(fps)
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width,
                                     render_height=height))
-    cams = list(world.cameras)
+    slots = task_cameras(task)
+    world_cams = list(world.cameras)
+    # camera name -> world camera ('' = the world's cameras in order, as sim_devices assigns them)
+    sim_of = {name: (sim or world_cams[i]) for i, (name, sim) in enumerate(slots)}
+    cams = list(sim_of)
     root = Path(root)
     if (root / "meta" / "info.json").is_file():
         writer = LeRobotV3Writer.open(root)
@@ -85,16 +104,16 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
                 if executor.fault:
                     outcome = f"safety: {executor.fault}"
                     break
-                for cam, image in zip(cams, world.images()):
-                    recorder.set_image(cam, now, image)
-                recorder.set_state(proprio)
-                if cmd.clean is not None:
-                    recorder.set_action(cmd.clean)
-                if not started:
+                if not started:  # the episode begins with the first inputs set after this request
                     ok, why = recorder.start(world.instruction)
                     if not ok:
                         raise RuntimeError(why)
                     started = True
+                for cam in cams:
+                    recorder.set_image(cam, now, world.cameras[sim_of[cam]].read().color)
+                recorder.set_state(proprio)
+                if cmd.clean is not None:
+                    recorder.set_action(cmd.clean)
                 recorder.tick(now)
                 target = int(round((k + 1) * dt / world.model.opt.timestep))
                 world.step(target - steps_done)

@@ -5,6 +5,10 @@
 fast simulated ``record`` command (the world's simulated clock). Episode control (start with the task
 instruction, save, discard) comes from services or the operator's buttons; ``status()`` is the live status line.
 
+``start`` does not begin the episode at once: it begins at the first tick at which every input (each camera's
+frame, the joint states, the operator's command) has been updated since the request, so an episode never opens
+with what was current before it (the previous episode's last command, a frame from before the world reset).
+
 A frame is recorded on every tick while an episode runs. A tick whose newest camera frame is not newer than the
 one recorded at the previous tick counts as a dropped frame (the camera fell behind the recording rate); the
 frame is still written (the previous image again) so the dataset keeps its fixed rate.
@@ -46,6 +50,7 @@ class _Latest:
     state: np.ndarray | None = None
     action: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    updated: dict[str, float] = field(default_factory=dict)  # input -> clock() when it was last set
 
 
 class EpisodeRecorder:
@@ -65,19 +70,23 @@ class EpisodeRecorder:
         self._dropped = 0
         self._last_stamps: dict[str, float] = {}
         self._saved_this_run = 0
+        self._pending: tuple[str, float] | None = None  # (task, requested at) of an episode waiting to begin
 
     # ------------------------------------------------------------------------------------------ inputs
     def set_image(self, camera: str, stamp: float, frame: np.ndarray) -> None:
         with self._lock:
             self._latest.images[camera] = (float(stamp), frame)
+            self._latest.updated[f"camera {camera}"] = self.clock()
 
     def set_state(self, state: np.ndarray) -> None:
         with self._lock:
             self._latest.state = np.asarray(state, dtype=np.float32)
+            self._latest.updated["joint states"] = self.clock()
 
     def set_action(self, action: np.ndarray) -> None:
         with self._lock:
             self._latest.action = np.asarray(action, dtype=np.float32)
+            self._latest.updated["operator command"] = self.clock()
 
     def set_extra(self, key: str, value: np.ndarray) -> None:
         with self._lock:
@@ -87,6 +96,16 @@ class EpisodeRecorder:
     @property
     def recording(self) -> bool:
         return self._recording
+
+    @property
+    def starting(self) -> bool:
+        """An episode was requested and waits for fresh inputs."""
+        return self._pending is not None
+
+    def _stale_inputs(self, since: float) -> list[str]:
+        with self._lock:
+            keys = [f"camera {c}" for c in self.cameras] + ["joint states", "operator command"]
+            return [k for k in keys if self._latest.updated.get(k, -float("inf")) <= since]
 
     def ready(self) -> str:
         """'' when every input has arrived, else what is missing."""
@@ -101,21 +120,25 @@ class EpisodeRecorder:
         return ""
 
     def start(self, task: str) -> tuple[bool, str]:
-        if self._recording:
+        """Request an episode: it begins at the first tick with every input updated after this call."""
+        if self._recording or self._pending is not None:
             return False, "an episode is already being recorded (save or discard it first)"
         if not task.strip():
             return False, "an episode needs its task instruction"
-        why = self.ready()
-        if why:
-            return False, f"cannot start: {why}"
+        self._pending = (task, self.clock())
+        return True, f"episode {self.writer.num_episodes + 1} starts with the next fresh frame: {task!r}"
+
+    def _begin(self, task: str) -> None:
         self.writer.start_episode(task)
         with self._lock:
             self._recording, self._task = True, task
             self._t0, self._frames, self._dropped = self.clock(), 0, 0
             self._last_stamps = {}
-        return True, f"recording episode {self.writer.num_episodes + 1}: {task!r}"
 
     def save(self) -> tuple[bool, str]:
+        if self._pending is not None:
+            self._pending = None
+            return False, "the episode never started (no fresh inputs after start); nothing saved"
         if not self._recording:
             return False, "no episode is being recorded"
         with self._lock:
@@ -128,6 +151,9 @@ class EpisodeRecorder:
         return True, f"saved episode {index} ({self._frames} frames, {self._dropped} dropped)"
 
     def discard(self) -> tuple[bool, str]:
+        if self._pending is not None:
+            self._pending = None
+            return True, "episode discarded before it started"
         if not self._recording:
             return False, "no episode is being recorded"
         with self._lock:
@@ -138,6 +164,12 @@ class EpisodeRecorder:
     # ------------------------------------------------------------------------------------------ sampling
     def tick(self, now: float | None = None) -> bool:
         """Record one frame of the newest inputs (when an episode runs); True when a frame was written."""
+        if self._pending is not None and not self._recording:
+            task, since = self._pending
+            if self._stale_inputs(since):
+                return False
+            self._pending = None
+            self._begin(task)
         if not self._recording:
             return False
         with self._lock:
@@ -157,6 +189,10 @@ class EpisodeRecorder:
         self._frames += 1
         self._dropped += int(dropped)
         return True
+
+    def stale(self) -> list[str]:
+        """The inputs a requested episode still waits for (empty when none is requested)."""
+        return [] if self._pending is None else self._stale_inputs(self._pending[1])
 
     def status(self) -> RecorderStatus:
         return RecorderStatus(self._recording, self.writer.num_episodes, self.writer.num_episodes,

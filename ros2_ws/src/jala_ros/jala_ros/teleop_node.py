@@ -64,7 +64,7 @@ class TeleopNode(Node):
         self.create_subscription(JointState, p["arm_state_topic"], self._on_arm, STATE_QOS)
         self.create_subscription(JointState, p["hand_state_topic"], self._on_hand, STATE_QOS)
         self._side = SideNode(self, "recorder_client")  # service calls answered while this node's thread waits
-        self._clients = {b: self._side.node.create_client(Trigger, f"{p['recorder'].rstrip('/')}/{b}")
+        self._recorder_clients = {b: self._side.node.create_client(Trigger, f"{p['recorder'].rstrip('/')}/{b}")
                          for b in ("start", "save", "discard")}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="teleop", daemon=True)
@@ -127,7 +127,7 @@ class TeleopNode(Node):
         service = {"start": "start", "save": "save", "discard": "discard"}.get(name)
         if service is None:
             return
-        ok, msg = call_trigger(self._clients[service], timeout=5.0)
+        ok, msg = call_trigger(self._recorder_clients[service], timeout=5.0)
         self.get_logger().info(f"recorder {service}: {msg}")
         if service in ("save", "discard") and self.on_episode_end is not None:
             self.on_episode_end(ok and service == "save")

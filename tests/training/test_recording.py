@@ -1,0 +1,100 @@
+"""The recorder core (training/recording/recorder.py) and the fast simulated ``record`` command: episodes begin
+only with fresh inputs, dropped frames are counted, save / discard, and N expert demonstrations land in a LeRobot
+v3.0 dataset whose frames, features and episode boundaries are right (the ROS path: tests/ros/test_ros_recording.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from embodiment import ACTION_DIM, CHUNK_JOINT_NAMES
+from training.recording.lerobot_v3 import LeRobotV3Dataset, LeRobotV3Writer, robot_features
+from training.recording.recorder import EpisodeRecorder
+
+H, W = 24, 32
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _feed(rec: EpisodeRecorder, clock: Clock, k: int, stamp: float | None = None) -> None:
+    clock.t += 0.1
+    rec.set_image("cam", clock.t if stamp is None else stamp, np.full((H, W, 3), 10 * k % 250, np.uint8))
+    rec.set_state(np.full(ACTION_DIM, k, np.float32))
+    rec.set_action(np.full(ACTION_DIM, k + 0.5, np.float32))
+
+
+def test_an_episode_begins_only_with_inputs_newer_than_the_request(tmp_path):
+    clock = Clock()
+    writer = LeRobotV3Writer.create(tmp_path / "ds", fps=10, features=robot_features({"cam": (H, W)}))
+    rec = EpisodeRecorder(writer, ["cam"], clock=clock)
+    _feed(rec, clock, 0)  # inputs from before the request: the previous episode's last command
+    assert rec.start("pick")[0] and rec.starting
+    clock.t += 0.1
+    assert not rec.tick() and set(rec.stale()) == {"camera cam", "joint states", "operator command"}
+    rec.set_action(np.ones(ACTION_DIM))
+    clock.t += 0.1
+    assert not rec.tick() and set(rec.stale()) == {"camera cam", "joint states"}
+    for k in range(1, 6):
+        _feed(rec, clock, k)
+        assert rec.tick()
+    assert rec.recording and rec.status().frames == 5
+    ok, msg = rec.save()
+    assert ok and "5 frames" in msg
+    writer.close()
+    ds = LeRobotV3Dataset(tmp_path / "ds")
+    np.testing.assert_allclose(ds.data["action"][:, 0], [1.5, 2.5, 3.5, 4.5, 5.5])  # nothing from before start
+
+
+def test_dropped_frames_save_and_discard(tmp_path):
+    clock = Clock()
+    writer = LeRobotV3Writer.create(tmp_path / "ds", fps=10, features=robot_features({"cam": (H, W)}))
+    rec = EpisodeRecorder(writer, ["cam"], episodes_target=2, clock=clock)
+    assert rec.save() == (False, "no episode is being recorded")
+    rec.start("first")
+    for k in range(4):
+        _feed(rec, clock, k, stamp=1.0 if k >= 2 else None)  # the camera stalls from frame 2 on
+        rec.tick()
+    st = rec.status()
+    assert st.frames == 4 and st.dropped_frames == 1 and "episode 1/2" in st.line()
+    assert rec.discard()[0] and writer.num_episodes == 0
+    rec.start("second")
+    for k in range(3):
+        _feed(rec, clock, k)
+        rec.tick()
+    assert rec.save()[0] and writer.num_episodes == 1 and rec.status().saved_this_run == 1
+    assert not rec.start("")[0]  # an episode needs its instruction
+    writer.close()
+
+
+@pytest.mark.slow
+def test_record_command_collects_expert_demonstrations(tmp_path):
+    pytest.importorskip("hardware.sim.world")
+    from training.recording.record import main
+
+    root = tmp_path / "wp"
+    assert main(["--task", "water_plant", "--episodes", "2", "--root", str(root), "--width", "64", "--height",
+                 "48", "--no-progress"]) == 0
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 15 and info["total_episodes"] == 2
+    assert info["features"]["action"]["names"] == list(CHUNK_JOINT_NAMES)
+    ds = LeRobotV3Dataset(root)
+    for e in range(2):
+        d = ds.episode_data(e)
+        n = len(d["frame_index"])
+        assert n > 15 and list(d["frame_index"]) == list(range(n))
+        np.testing.assert_allclose(d["timestamp"], np.arange(n) / 15, atol=1e-4)
+        frames = ds.decode_frames(e, "observation.images.camera")
+        assert frames.shape == (n, 48, 64, 3)
+        # the recorded action leads the state: the arm follows the operator's command
+        act, state = np.stack(d["action"])[:, :7], np.stack(d["observation.state"])[:, :7]
+        assert np.abs(act[:-3] - state[3:]).mean() < np.abs(act[3:] - state[:-3]).mean()
+    assert main(["--task", "water_plant", "--episodes", "1", "--root", str(root), "--width", "64", "--height",
+                 "48", "--no-progress", "--seed", "5"]) == 0  # appends
+    assert LeRobotV3Dataset(root).num_episodes == 3
