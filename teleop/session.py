@@ -5,7 +5,7 @@ policy's action rate, 15 Hz). It reads the newest sample from the operator sourc
 ``TeleopCommand``:
 
 - ``chunk``: a ``TimedChunk`` of the 13 ``CHUNK_JOINT_NAMES`` columns stamped ``now``, with ``horizon`` waypoints
-  at ``now + k / rate_hz`` (k = 1..horizon): what goes to the devices, through the same path as a policy chunk
+  at ``now + lead_s + k / rate_hz`` (k = 1..horizon): what goes to the devices, through the same path as a policy chunk
   (``ChunkExecutor.submit`` -> ``ArmFollower`` -> ``Arm.execute`` and its FR3 safety gate; ``HandFollower``).
   There is no other way for teleop to move the robot. With DART noise enabled, the arm columns carry the noise.
 - ``clean``: (13,) the operator's own command for ``now + 1 / rate_hz`` (no noise): what a recorder stores as
@@ -59,6 +59,11 @@ class TeleopConfig:
     position_scale: float = 1.0  # robot motion per operator motion (relative mode)
     rotation_scale: float = 1.0
     horizon: int = 2  # waypoints per chunk
+    # the first waypoint is due lead_s + 1 / rate_hz after the command. Over ROS the chunk reaches the arm over DDS
+    # (tens of ms on a loaded machine) and the FR3 gate judges the speed from the measured position over the time
+    # that is LEFT to the first waypoint; each waypoint's step is limited for one period, so the teleop node uses a
+    # lead of one period. In process (the simulated record command) there is no transport: 0
+    lead_s: float = 0.0
     dart_noise: float = 0.0  # DART: std (rad) of the noise added to the executed arm targets; 0 = off
     dart_smoothness: float = 0.9  # AR(1) coefficient of the noise from one command to the next (0 = white)
     seed: int | None = None  # of the DART noise
@@ -67,6 +72,8 @@ class TeleopConfig:
     def __post_init__(self):
         if not self.rate_hz > 0:
             raise ValueError(f"rate_hz must be positive, got {self.rate_hz}")
+        if self.lead_s < 0:
+            raise ValueError(f"lead_s must be >= 0, got {self.lead_s}")
         if not self.deadman_s > 0:
             raise ValueError(f"deadman_s must be positive, got {self.deadman_s}")
         if self.horizon < 1:
@@ -210,7 +217,7 @@ class TeleopSession:
         if cfg.dart_noise > 0:
             executed = self._dart(q_now, arm, dt)
         positions = np.hstack([executed, np.repeat(hand[None], cfg.horizon, axis=0)])
-        times = now + dt * np.arange(1, cfg.horizon + 1, dtype=np.float64)
+        times = now + cfg.lead_s + dt * np.arange(1, cfg.horizon + 1, dtype=np.float64)
         chunk = TimedChunk(times, positions, CHUNK_JOINT_NAMES, now)
         latency = None
         if new:

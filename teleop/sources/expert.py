@@ -9,9 +9,9 @@ safety path like any operator's. ``follow``:
   the plan (the corrective label DART wants); the noise does not accumulate.
 - "act": ``act(world)[0]`` as it is: the expert's chunk starts where the arm is measured and blends into the plan
   over 16 steps, so a perturbation is mostly kept (with DART noise the perturbations add up: drift).
-Buttons: START with the first sample of an episode, SAVE once when the expert has played its plan or the task
-reports success (the samples go on after it: the expert holds its last pose; ``reset()`` starts the next episode
-with START again).
+Buttons: START with the first sample of an episode; once, when the expert has played its plan or the task
+reports success: SAVE when the task succeeded, else DISCARD (a failed demonstration is not kept). The samples go on
+after it (the expert holds its last pose); ``reset()`` starts the next episode with START again.
 """
 from __future__ import annotations
 
@@ -75,13 +75,14 @@ class ExpertOperator:
             if self.follow == "plan" and sample is not None:
                 first = np.asarray(sample(w.sim_time + float(getattr(self.expert, "dt", ACTION_DT))), np.float64)
             done = self.done
+            success = bool(self.world.completion().success)
         self.last_actions = actions
         buttons = set()
         if not self.started:
             buttons.add(Button.START)
             self.started = True
-        if done and not self.saved:
-            buttons.add(Button.SAVE)
+        if done and not self.saved:  # a demonstration is kept only when the task succeeded
+            buttons.add(Button.SAVE if success else Button.DISCARD)
             self.saved = True
         self.samples += 1
         return OperatorSample(stamp=self.clock(), arm_q=first[:ARM_DOF].copy(), hand_targets=first[ARM_DOF:].copy(),

@@ -22,7 +22,7 @@ use_ros_packages()
 from embodiment import ACTION_DIM, CHUNK_JOINT_NAMES  # noqa: E402
 from jala_bringup.graph import GraphArgs, build_graph  # noqa: E402
 from jala_bringup.ros_env import apply_loopback_env, loopback_env  # noqa: E402
-from jala_bringup.run import GraphProcesses, Monitor, ensure_checkpoint  # noqa: E402
+from jala_bringup.run import GraphProcesses, Monitor  # noqa: E402
 
 DOMAIN = 61
 W, H, FPS = 96, 72, 15
@@ -91,11 +91,10 @@ def test_three_expert_episodes_through_the_ros_graph_survive_a_killed_recorder(t
 
     root = tmp_path / "water_plant"
     env = loopback_env(DOMAIN)
-    ckpt = ensure_checkpoint(None, 1, tmp_path, env, sim=True)
-    args = GraphArgs(task="water_plant", checkpoint=ckpt, device="cpu", record=3, dataset=str(root),
+    args = GraphArgs(task="water_plant", record=3, dataset=str(root),
                      overrides={"sim_devices": {"render_width": W, "render_height": H, "camera_fps": 15.0}})
     specs = build_graph(args)
-    assert [s.role for s in specs] == ["sim_devices", "policy", "supervisor", "recorder"]
+    assert [s.role for s in specs] == ["sim_devices", "supervisor", "recorder"]  # the operator drives, no policy
     procs = GraphProcesses(specs, env, tmp_path)
     procs.start()
     apply_loopback_env(DOMAIN)

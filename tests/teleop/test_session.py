@@ -58,6 +58,30 @@ def _gate_ok(chunk, now, q_measured):
     ArmSafetyGate().check(arm.times - now, arm.positions, q_measured)
 
 
+def test_with_a_lead_every_chunk_passes_the_gate_after_50_ms_of_transport(ik):
+    """The ROS teleop node sends its chunks with lead_s = one period: a chunk that reaches the arm node 50 ms late
+    (DDS on a loaded machine) still passes the FR3 gate, which judges speeds over the time left to each waypoint.
+    Without the lead the same full-speed steps would be refused."""
+    def run(lead):
+        src = QueueSource()
+        s = TeleopSession(src, ik, config=TeleopConfig(lead_s=lead))
+        q = np.array(READY, dtype=float)
+        refused = 0
+        for k in range(20):  # the expert-style operator asks for a far joint target: full-size steps every time
+            src.push(arm_q=q + 0.6)
+            cmd = s.step(10.0 + k * DT, q, OPEN)
+            arm = cmd.chunk.select(CHUNK_JOINT_NAMES[:7])
+            try:
+                ArmSafetyGate().check(arm.times - (10.0 + k * DT + 0.05), arm.positions, q)
+            except Exception:  # noqa: BLE001 - SafetyViolation
+                refused += 1
+            q = arm.positions[0]
+        return refused
+
+    assert run(DT) == 0
+    assert run(0.0) > 0
+
+
 def test_chunk_layout_and_relative_motion(ik):
     src = QueueSource()
     s = TeleopSession(src, ik, config=TeleopConfig(horizon=3))
@@ -67,7 +91,8 @@ def test_chunk_layout_and_relative_motion(ik):
     assert cmd.hold == "" and cmd.chunk is not None
     c = cmd.chunk
     assert c.joint_names == CHUNK_JOINT_NAMES and c.stamp == 10.0
-    np.testing.assert_allclose(c.times, 10.0 + DT * np.arange(1, 4))
+    np.testing.assert_allclose(c.times, 10.0 + s.config.lead_s + DT * np.arange(1, 4))
+    assert s.config.lead_s == 0.0  # in-process (no transport): the first waypoint one period ahead
     np.testing.assert_allclose(cmd.clean[:7], READY, atol=2e-3)  # anchored: no motion yet
     np.testing.assert_allclose(cmd.clean[7:], OPEN)
     op1 = op0.copy()

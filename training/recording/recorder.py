@@ -37,6 +37,8 @@ class RecorderStatus:
     saved_this_run: int = 0  # episodes saved since this recorder started (the dataset may hold earlier ones)
 
     def line(self) -> str:
+        if self.episodes_target and self.saved_this_run >= self.episodes_target and not self.recording:
+            return f"[done] {self.saved_this_run}/{self.episodes_target} episodes saved"
         target = f"/{self.episodes_target}" if self.episodes_target else ""
         state = "REC" if self.recording else "idle"
         return (f"[{state}] episode {self.episode + 1}{target} ({self.episodes_saved} saved)  "
@@ -125,6 +127,8 @@ class EpisodeRecorder:
             return False, "an episode is already being recorded (save or discard it first)"
         if not task.strip():
             return False, "an episode needs its task instruction"
+        if self.episodes_target and self._saved_this_run >= self.episodes_target:
+            return False, f"all {self.episodes_target} episode(s) of this run are recorded"
         self._pending = (task, self.clock())
         return True, f"episode {self.writer.num_episodes + 1} starts with the next fresh frame: {task!r}"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,14 +236,16 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
         add("arm", "arm", arm)
         add("hand", "hand", {**section("hand"), **given_parameters(args, "hand")})
 
-    policy = {**section("policy"), "image_topics": image_topics,
-              **({"instruction": cfg["instruction"]} if cfg.get("instruction") else {}),
-              **given_parameters(args, "policy")}
-    add("policy", "policy", policy)
+    recorder = given_parameters(args, "recorder")
+    recording = bool(recorder.get("episodes") or recorder.get("dataset"))
+    if not recording:  # recording demonstrations: the operator drives, no policy runs
+        policy = {**section("policy"), "image_topics": image_topics,
+                  **({"instruction": cfg["instruction"]} if cfg.get("instruction") else {}),
+                  **given_parameters(args, "policy")}
+        add("policy", "policy", policy)
     add("supervisor", "supervisor", {**section("supervisor"), "camera_info_topics": info_topics,
                                      **given_parameters(args, "supervisor")})
-    recorder = given_parameters(args, "recorder")
-    if recorder.get("episodes") or recorder.get("dataset"):  # recording demonstrations (the operator drives)
+    if recording:
         if not recorder.get("dataset"):
             raise ValueError("recording needs dataset (the LeRobot dataset folder): --dataset DIR / dataset:=DIR")
         rec = {**section("recorder"), "camera_names": names, "image_topics": image_topics, **recorder}
@@ -260,6 +263,9 @@ def build_graph(args: GraphArgs) -> list[NodeSpec]:
             if not args.sim:
                 raise ValueError("the expert operator exists only in the simulated world (--sim / sim:=true)")
             specs[0].parameters["operator"] = "expert"
+            options = {k: v for k, v in teleop.items() if k != "source"}
+            if options:
+                specs[0].parameters["operator_options"] = json.dumps(options)
         else:
             add("teleop", "teleop", {**teleop, "source": source})
     for s in specs:

@@ -52,8 +52,13 @@ def fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | N
 
 
 def format_report(r: dict) -> str:
-    lines = [f"JALA {r['task']} ({r['mode']}), {r['duration_s']:.0f} s rollout"
+    rec = r.get("recording")
+    kind = "recording" if rec is not None else f"{r['duration_s']:.0f} s rollout"
+    lines = [f"JALA {r['task']} ({r['mode']}), {kind}"
              + (f" (interrupted by {r['interrupted']})" if r.get("interrupted") else "")]
+    if rec:
+        lines.append(f"  recorded: {rec.get('saved_this_run', 0)} episode(s) saved this run; the dataset holds "
+                     f"{rec.get('episodes_saved', 0)}")
     if "cameras" in r:
         for t, s in r["cameras"].items():
             lines.append(f"  camera {t}: {s['hz']:.1f} Hz")
@@ -63,7 +68,8 @@ def format_report(r: dict) -> str:
                          f"here {s['hz']:.1f} Hz (period p50 {s['period_p50_ms']:.1f} ms, "
                          f"p99 {s['period_p99_ms']:.1f} ms)")
         lat = r["latency_ms"]
-        lines.append(f"  camera-frame-to-chunk latency: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "
+        label = "camera-frame-to-chunk latency" if rec is None else "command stamp-to-chunk latency (teleop)"
+        lines.append(f"  {label}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "
                      f"({r['chunks_received']} chunks; inference alone p50 {r['policy_inference_ms']['p50']:.1f} ms, "
                      f"p99 {r['policy_inference_ms']['p99']:.1f} ms)")
         lines.append(f"  chunks executed: arm {r['arm'].get('chunks_executed')}, "

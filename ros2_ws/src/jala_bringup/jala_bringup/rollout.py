@@ -98,8 +98,10 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
     t_run = time.monotonic()
     t0 = t1 = None
     try:
-        args.checkpoint = ensure_checkpoint(args.checkpoint, len(cfg["cameras"]), workdir, env, args.sim)
+        if not is_recording(args):  # a policy runs: a checkpoint is needed (a tiny demo one when none is given)
+            args.checkpoint = ensure_checkpoint(args.checkpoint, len(cfg["cameras"]), workdir, env, args.sim)
         specs = build_graph(args)
+        ready_service = "/jala/recorder/start" if is_recording(args) else "/jala/policy/start"
         info_topics = next(s.parameters["camera_info_topics"] for s in specs if s.role == "supervisor")
         procs = GraphProcesses(specs, env, workdir)
         apply_loopback_env(domain_id)
@@ -114,15 +116,15 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
             if dead:
                 raise RuntimeError(_dead_process_error(procs, dead[0], "during start-up"))
             if (all(len(v) > 3 for v in m.camera_stamps.values()) and len(m.arm_state_times) > 10
-                    and len(m.hand_state_times) > 10 and monitor.service_ready("/jala/policy/start")):
+                    and len(m.hand_state_times) > 10 and monitor.service_ready(ready_service)):
                 ready = True
                 break
             signals.sleep(0.1)
         if not ready:
             raise TimeoutError(f"graph not ready after {startup_timeout:.0f} s: camera frames "
                                f"{ {k: len(v) for k, v in m.camera_stamps.items()} }, arm states "
-                               f"{len(m.arm_state_times)}, hand states {len(m.hand_state_times)}, policy ready "
-                               f"{monitor.service_ready('/jala/policy/start')}")
+                               f"{len(m.arm_state_times)}, hand states {len(m.hand_state_times)}, {ready_service} "
+                               f"ready {monitor.service_ready(ready_service)}")
         report["startup_s"] = time.monotonic() - t_run
         recorder = next((s for s in specs if s.role == "recorder"), None)
         monitor.recording = True
@@ -150,7 +152,8 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
             report["estop_hold_latency_ms"] = {
                 dev: (float(d.get("hold_stamp", "nan")) - det) * 1e3 for dev, d in (("arm", m.arm_diag),
                                                                                       ("hand", m.hand_diag))}
-        monitor.call_trigger("/jala/policy/stop")
+        if not is_recording(args):
+            monitor.call_trigger("/jala/policy/stop")
         monitor.recording = False
         time.sleep(0.6)  # last diagnostics / completion
     except Interrupted as exc:
@@ -169,6 +172,14 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
             procs.stop()
         rclpy.try_shutdown()
     return report
+
+
+def is_recording(args: GraphArgs) -> bool:
+    """The graph records demonstrations (an operator drives; no policy): ``--record N`` / ``--dataset DIR``."""
+    from .arguments import given_parameters
+
+    rec = given_parameters(args, "recorder")
+    return bool(rec.get("episodes") or rec.get("dataset"))
 
 
 def _record(monitor: "Monitor", procs: "GraphProcesses", recorder, duration: float, signals: StopSignals,

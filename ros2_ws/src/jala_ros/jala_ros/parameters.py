@@ -216,8 +216,12 @@ class TeleopNodeConfig:
                                     "{\"host\": ..., \"port\": ...} for webxr, {\"ip\": ...} for avp)")
     rate_hz: float = param(15.0, "command rate (the policy's action rate)")
     deadman_s: float = param(0.2, "operator stream silent for longer than this: arm and hand hold")
+    lead_s: float = param(0.0667, "extra time before a command's first waypoint (the chunk's trip over DDS; the FR3 "
+                                  "gate judges speeds over the time left when it arrives)")
     dart_noise: float = param(0.0, "std (rad) of smooth noise on the executed arm targets (the recorded command "
-                                   "stays clean)")
+                                   "stays clean)", arg="dart_noise",
+                              arg_help="DART: std (rad) of smooth noise on the executed arm targets while recording "
+                                       "(the recorded action stays the operator's clean command)")
     chunk_topic: str = param(CHUNK_TOPIC, "action chunk topic (what the devices execute)")
     command_topic: str = param(TELEOP_COMMAND_TOPIC, "the operator's clean command (what the recorder stores)")
     hold_request_topic: str = param(HOLD_REQUEST_TOPIC, "hold request topic (deadman, clutch released)")
@@ -267,6 +271,8 @@ class _SimWorldConfig:
     info_topics: list[str] = param(["/camera/camera/color/camera_info"], "camera info topic per slot")
     operator: str = param("", "'expert': the world's scripted expert drives the robot as a teleop operator, "
                               "episode after episode (recording demonstrations); '' = none")
+    operator_options: str = param("", "JSON object: teleop_node parameters for the expert operator (e.g. "
+                                      "dart_noise)")
 
 
 SIM_PREFIXES = {"arm_": ArmNodeConfig, "hand_": HandNodeConfig}

@@ -23,7 +23,7 @@ from .camera_node import CameraNode
 from .conversions import LATCHED_QOS
 from .devices import make_sim_world, pick_sim_cameras
 from .hand_node import HandNode
-from .node_utils import declare, init_ros, spin_nodes, startup_errors
+from .node_utils import call_trigger, declare, init_ros, spin_nodes, startup_errors
 from .parameters import SIM_PREFIXES, SimDevicesConfig
 
 
@@ -111,8 +111,10 @@ def shutdown_world(world) -> None:
 
 def expert_operator_node(sim: "SimWorldNode", namespace: str = "/jala"):
     """The world's scripted expert as a teleop operator (``operator: expert``): a TeleopNode whose source is
-    ``teleop.sources.expert.ExpertOperator``. It presses START at the start of an episode and SAVE when the task
-    is done; after each saved episode the world resets with the next seed and the expert starts over."""
+    ``teleop.sources.expert.ExpertOperator``. It presses START at the start of an episode, and SAVE when the task
+    succeeded (DISCARD when its plan played out without success). After each episode the world resets with the
+    next seed, the session forgets the stream, a hold from the failed attempt is cleared (``/jala/supervisor/reset``,
+    as the operator would after a re-take) and the expert starts over."""
     from teleop.sources.expert import ExpertOperator
 
     from .teleop_node import TeleopNode
@@ -124,12 +126,17 @@ def expert_operator_node(sim: "SimWorldNode", namespace: str = "/jala"):
     def next_episode(_saved: bool) -> None:
         episode[0] += 1
         world.reset(int(sim.p["seed"]) + episode[0])
-        reset = getattr(source, "reset", None)
-        if reset is not None:
-            reset()
+        node.session.reset()
+        source.reset()
+        ok, msg = call_trigger(reset_client, timeout=5.0)
+        if not ok:
+            node.get_logger().warning(f"supervisor reset before the next episode: {msg}")
 
-    return TeleopNode(source, name="teleop", namespace=namespace, overrides={"source": "expert"},
+    options = json.loads(sim.p["operator_options"]) if sim.p["operator_options"].strip() else {}
+    node = TeleopNode(source, name="teleop", namespace=namespace, overrides={**options, "source": "expert"},
                       allowed_parameters=set(), on_episode_end=next_episode)
+    reset_client = node.side_node.create_client(Trigger, "/jala/supervisor/reset")
+    return node
 
 
 def main(args=None) -> None:

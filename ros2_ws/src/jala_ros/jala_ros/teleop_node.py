@@ -49,7 +49,8 @@ class TeleopNode(Node):
 
         self.source = source if source is not None else make_source(p["source"], p["source_options"])
         self.session = TeleopSession(self.source, config=TeleopConfig(
-            rate_hz=float(p["rate_hz"]), deadman_s=float(p["deadman_s"]), dart_noise=float(p["dart_noise"])))
+            rate_hz=float(p["rate_hz"]), deadman_s=float(p["deadman_s"]), dart_noise=float(p["dart_noise"]),
+            lead_s=float(p["lead_s"])))
         self.on_episode_end = on_episode_end
         self._lock = threading.Lock()
         self._arm: np.ndarray | None = None
@@ -58,12 +59,14 @@ class TeleopNode(Node):
         self.holds_requested = 0
         self.latencies_ms: list[float] = []
         self._held = ""
+        self._commanding = False  # a chunk went out since the last hold
         self.chunk_pub = self.create_publisher(JointTrajectory, p["chunk_topic"], CHUNK_QOS)
         self.command_pub = self.create_publisher(JointState, p["command_topic"], STATE_QOS)
         self.hold_pub = self.create_publisher(String, p["hold_request_topic"], 10)
         self.create_subscription(JointState, p["arm_state_topic"], self._on_arm, STATE_QOS)
         self.create_subscription(JointState, p["hand_state_topic"], self._on_hand, STATE_QOS)
         self._side = SideNode(self, "recorder_client")  # service calls answered while this node's thread waits
+        self.side_node = self._side.node
         self._recorder_clients = {b: self._side.node.create_client(Trigger, f"{p['recorder'].rstrip('/')}/{b}")
                          for b in ("start", "save", "discard")}
         self._stop = threading.Event()
@@ -105,11 +108,14 @@ class TeleopNode(Node):
         for button in sorted(getattr(cmd, "buttons", ()) or (), key=str):
             self._on_button(button)
         if cmd.hold:
-            if cmd.hold != self._held:  # once per hold: the supervisor latches it
+            # once per hold (its reason's text changes as it lasts; the supervisor latches it), and only when teleop
+            # was commanding motion: before the operator's first sample there is nothing to stop
+            if not self._held and self._commanding:
                 self._held = cmd.hold
                 self.holds_requested += 1
                 self.hold_pub.publish(String(data=f"teleop: {cmd.hold}"))
                 self.get_logger().warning(f"HOLD requested: {cmd.hold}")
+            self._commanding = False
             return
         self._held = ""
         if cmd.clean is not None:
@@ -117,6 +123,7 @@ class TeleopNode(Node):
         if cmd.chunk is not None:
             self.chunk_pub.publish(chunk_to_trajectory(cmd.chunk))
             self.chunks_published += 1
+            self._commanding = True
             latency = getattr(cmd, "latency_s", None)
             if latency is not None:
                 self.latencies_ms.append(latency * 1e3)

@@ -1,0 +1,112 @@
+"""The teleop node over DDS: its commands are TimedChunks on the chunk topic (the policy's device path) plus the
+clean command for the recorder; when the operator stream stalls, no further chunk goes out and a hold is requested
+within the deadman time."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.safety
+
+pytest.importorskip("rclpy")
+
+from tests.helpers import use_ros_packages, wait_until  # noqa: E402
+
+use_ros_packages()
+
+from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES, READY_Q  # noqa: E402
+from jala_bringup.ros_env import apply_loopback_env  # noqa: E402
+
+DOMAIN = 67
+DEADMAN_S = 0.2
+RATE_HZ = 15.0
+
+
+class StallingSource:
+    """Streams joint targets near the ready pose at 60 Hz until ``stall()``; then nothing (a dropped stream)."""
+
+    name = "stalling"
+
+    def __init__(self):
+        self.live = True
+        self.last_stamp = 0.0
+
+    def read(self):
+        from teleop.operator import OperatorSample
+
+        if not self.live:
+            return None
+        self.last_stamp = time.monotonic()
+        q = np.asarray(READY_Q) + 0.02 * np.sin(self.last_stamp)
+        return OperatorSample(stamp=self.last_stamp, arm_q=q, hand_targets=np.full(6, 700.0))
+
+    def stall(self) -> float:
+        self.live = False
+        return self.last_stamp
+
+    def close(self):
+        self.live = False
+
+
+def test_teleop_publishes_chunks_and_holds_within_the_deadman_when_the_stream_stalls():
+    import rclpy
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+
+    from jala_ros.conversions import CHUNK_QOS, STATE_QOS, joint_state_msg, trajectory_to_chunk
+    from jala_ros.node_utils import BackgroundSpin
+    from jala_ros.teleop_node import TeleopNode
+
+    apply_loopback_env(DOMAIN)
+    rclpy.init(domain_id=DOMAIN)
+    source = StallingSource()
+    teleop = TeleopNode(source, overrides={"deadman_s": DEADMAN_S, "rate_hz": RATE_HZ})
+    obs = rclpy.create_node("teleop_observer", namespace="/test")
+    chunks: list[tuple[float, object]] = []
+    commands: list[np.ndarray] = []
+    holds: list[tuple[float, str]] = []
+    obs.create_subscription(JointTrajectory, "/jala/action_chunk",
+                            lambda m: chunks.append((time.monotonic(), trajectory_to_chunk(m))), CHUNK_QOS)
+    obs.create_subscription(JointState, "/jala/teleop/command", lambda m: commands.append(np.array(m.position)),
+                            STATE_QOS)
+    obs.create_subscription(String, "/jala/hold_request", lambda m: holds.append((time.monotonic(), m.data)), 10)
+    arm_pub = obs.create_publisher(JointState, "/jala/arm/joint_states", STATE_QOS)
+    hand_pub = obs.create_publisher(JointState, "/jala/hand/joint_states", STATE_QOS)
+    stop = threading.Event()
+
+    def states():  # the robot standing at the ready pose, 100 Hz
+        while not stop.wait(0.01):
+            now = obs.get_clock().now().nanoseconds * 1e-9
+            arm_pub.publish(joint_state_msg(ARM_JOINT_NAMES, READY_Q, stamp=now))
+            hand_pub.publish(joint_state_msg(HAND_JOINT_NAMES, np.full(6, 700.0), stamp=now))
+
+    threads = [threading.Thread(target=states, daemon=True)]
+    threads[0].start()
+    spins = [BackgroundSpin([teleop]), BackgroundSpin([obs])]
+    try:
+        wait_until(lambda: len(chunks) >= 10 and len(commands) >= 10, 20.0)
+        _, c = chunks[-1]
+        assert c.joint_names == CHUNK_JOINT_NAMES and c.times[0] > c.stamp  # a TimedChunk for the devices
+        assert commands[-1].shape == (13,) and np.all(np.isfinite(commands[-1]))
+        assert not holds
+        t_stall = source.stall()
+        wait_until(lambda: holds, 5.0)
+        t_hold, reason = holds[0]
+        assert "teleop" in reason and "deadman" in reason.lower()
+        # the hold comes within the deadman + one teleop period (+ a DDS hop)
+        assert t_hold - t_stall <= DEADMAN_S + 1.0 / RATE_HZ + 0.1, f"{(t_hold - t_stall) * 1e3:.0f} ms"
+        n = len(chunks)
+        time.sleep(0.5)
+        assert all(t <= t_hold for t, _ in chunks[n:]) and len(chunks) == n  # nothing after the hold
+        assert len(holds) == 1  # requested once, the supervisor latches it
+    finally:
+        stop.set()
+        for s in spins:
+            s.close()
+        teleop.destroy_node()
+        obs.destroy_node()
+        rclpy.try_shutdown()
