@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embodiment.fr3_inspire import CHUNK_JOINT_NAMES
+from training.files import fsync_dir, fsync_file, write_bytes_atomic
 
 __all__ = [
     "CODEBASE_VERSION", "DEFAULT_FEATURES", "LeRobotV3Dataset", "LeRobotV3Writer", "aggregate_stats", "recover",
@@ -218,38 +219,6 @@ def _stats_to_json(stats: Mapping[str, Mapping[str, Any]]) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ file io
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, indent=4, ensure_ascii=False).encode("utf-8")
 
@@ -517,7 +486,7 @@ class LeRobotV3Writer:
             "features": _json_features(feats),
         }
         root.mkdir(parents=True, exist_ok=True)
-        _write_bytes_atomic(root / INFO_PATH, _json_bytes(info))
+        write_bytes_atomic(root / INFO_PATH, _json_bytes(info))
         return cls(root, info, video_codec=video_codec)
 
     @classmethod
@@ -657,9 +626,9 @@ class LeRobotV3Writer:
         # ---- commit: once the manifest exists the episode is in the dataset (open() redoes the moves)
         try:
             for name, _ in moves:
-                _fsync_file(staging / name)
-            _fsync_dir(staging)
-            _write_bytes_atomic(staging / MANIFEST, _json_bytes({"episode_index": ep_idx, "moves": moves}))
+                fsync_file(staging / name)
+            fsync_dir(staging)
+            write_bytes_atomic(staging / MANIFEST, _json_bytes({"episode_index": ep_idx, "moves": moves}))
             _apply_manifest(self.root, staging)
         except BaseException:
             self._episode = None
@@ -852,9 +821,9 @@ def _apply_manifest(root: Path, staging: Path) -> None:
             os.replace(src, dst)
             dirs.add(dst.parent)
     for d in dirs:
-        _fsync_dir(d)
+        fsync_dir(d)
     shutil.rmtree(staging, ignore_errors=True)
-    _fsync_dir(staging.parent)
+    fsync_dir(staging.parent)
 
 
 def recover(root: str | Path) -> None:
