@@ -335,9 +335,12 @@ def test_stale_policy_is_detected_after_its_timeout_and_holds_within_100ms(rig):
     _assert_recovers(rig)
 
 
-def _bad_chunk_case(rig, device, publish, words: tuple[str, ...]):
+def _bad_chunk_case(rig, device, publish, words: tuple[str, ...], whole_chunk: bool = False):
     """``publish`` sends a chunk ``device`` must refuse: it holds at once, reports ERROR naming ``words``; the
-    supervisor holds the rest within 100 ms; nothing moves; reset recovers (the fault was the input)."""
+    supervisor holds the rest within 100 ms; nothing moves; reset recovers (the fault was the input).
+    ``whole_chunk``: the chunk is malformed as a whole (a NaN anywhere), so arm and hand both refuse it, and
+    whichever node reads it first reports the error (the other one may be held by the supervisor before it gets
+    to it): the error may come from either."""
     rig.reset()
     rig.settle()
     executed = device.chunks_executed
@@ -346,6 +349,10 @@ def _bad_chunk_case(rig, device, publish, words: tuple[str, ...]):
     publish()
     rig.wait(lambda: device.held, 2.0, f"the {device.get_name()} to refuse the chunk")
     assert device.chunks_executed == executed
+    if whole_chunk:
+        rig.wait(lambda: any(all(w in d.fault for w in words) for d in (rig.arm, rig.hand)), 2.0,
+                 "arm or hand to report the malformed chunk")
+        device = next(d for d in (rig.arm, rig.hand) if all(w in d.fault for w in words))
     assert all(w in device.fault for w in words), device.fault
     name = f"jala/{device.get_name()}"
     rig.wait(lambda: rig.sup.holding and all(w in rig.sup.device_faults.get(name, "") for w in words), 2.0,
@@ -354,7 +361,7 @@ def _bad_chunk_case(rig, device, publish, words: tuple[str, ...]):
              "the refusal on /diagnostics")
     _assert_hold_within_budget(rig)
     _assert_held_still(rig)
-    if device is rig.arm:  # none of it was executed
+    if device is rig.arm or whole_chunk:  # none of it was executed
         moved = [np.abs(q - q_before).max() for t, q, _ in rig.q if t > t_sent]
         assert max(moved) < 0.005, f"the arm moved {max(moved):.4f} rad on a refused chunk"
     _assert_recovers(rig)
@@ -363,7 +370,7 @@ def _bad_chunk_case(rig, device, publish, words: tuple[str, ...]):
 
 def test_nan_chunk_is_refused_with_a_clear_error_and_hold(rig):
     _bad_chunk_case(rig, rig.arm, lambda: rig.publish_move(0.3, 1.0, nan_at=(5, 2)), ("NaN", "fr3_joint3",
-                                                                                      "waypoint 5"))
+                                                                                      "waypoint 5"), whole_chunk=True)
 
 
 def test_velocity_jump_is_refused_by_the_safety_gate_over_dds(rig):
