@@ -58,8 +58,12 @@ class _Latest:
 class EpisodeRecorder:
     """Thread-safe: the inputs are set from callbacks, ``tick`` from a recording thread or loop."""
 
-    def __init__(self, writer, cameras: list[str], episodes_target: int = 0, clock=time.monotonic):
+    def __init__(self, writer, cameras: list[str], episodes_target: int = 0, clock=time.monotonic, decode=None):
+        """``decode``: turns what ``set_image`` was given into the HxWx3 uint8 frame the dataset stores; it runs
+        only for the frames a tick records (cameras deliver faster than the recording rate, and nothing is decoded
+        while no episode runs). Default: the frame is given decoded."""
         self.writer = writer
+        self._decode = decode or (lambda frame: frame)
         self.cameras = list(cameras)
         self.episodes_target = episodes_target
         self.clock = clock
@@ -108,18 +112,6 @@ class EpisodeRecorder:
         with self._lock:
             keys = [f"camera {c}" for c in self.cameras] + ["joint states", "operator command"]
             return [k for k in keys if self._latest.updated.get(k, -float("inf")) <= since]
-
-    def ready(self) -> str:
-        """'' when every input has arrived, else what is missing."""
-        with self._lock:
-            missing = [c for c in self.cameras if c not in self._latest.images]
-            if missing:
-                return f"no frame yet from {missing}"
-            if self._latest.state is None:
-                return "no joint states yet"
-            if self._latest.action is None:
-                return "no operator command yet"
-        return ""
 
     def start(self, task: str) -> tuple[bool, str]:
         """Request an episode: it begins at the first tick with every input updated after this call."""
@@ -183,7 +175,7 @@ class EpisodeRecorder:
         dropped = any(self._last_stamps.get(c) is not None and stamp <= self._last_stamps[c]
                       for c, (stamp, _) in images.items())
         self._last_stamps = {c: stamp for c, (stamp, _) in images.items()}
-        frame = {f"observation.images.{c}": img for c, (_, img) in images.items()}
+        frame = {f"observation.images.{c}": self._decode(img) for c, (_, img) in images.items()}
         frame["observation.state"] = state
         frame["action"] = action
         frame.update(extras)

@@ -58,7 +58,8 @@ class RecorderNode(Node):
         else:
             self.writer = LeRobotV3Writer.create(self.root, fps=round(p["fps"]), features=robot_features(
                 {c: self.size for c in p["camera_names"]}))
-        self.recorder = EpisodeRecorder(self.writer, list(p["camera_names"]), episodes_target=int(p["episodes"]))
+        self.recorder = EpisodeRecorder(self.writer, list(p["camera_names"]), episodes_target=int(p["episodes"]),
+                                        decode=self._decode_image)
         self.instruction = p["instruction"]
         self._lock = threading.Lock()
         self._raw_images: dict[str, bytes] = {}
@@ -96,14 +97,16 @@ class RecorderNode(Node):
 
     def _on_image(self, camera: str, topic: str, raw: bytes) -> None:
         self._bag_write(topic, raw)
-        msg = deserialize_message(raw, Image)
-        stamp = from_time_msg(msg.header.stamp)
+        msg = deserialize_message(raw, Image)  # decoded into pixels only when a recorded frame uses it
+        self.recorder.set_image(camera, from_time_msg(msg.header.stamp), msg)
+
+    def _decode_image(self, msg: Image) -> np.ndarray:
         img = image_to_array(msg)
         if img.shape[:2] != self.size:  # the dataset's image size is fixed when it is created
             from PIL import Image as PILImage
 
             img = np.asarray(PILImage.fromarray(img).resize((self.size[1], self.size[0]), PILImage.BILINEAR))
-        self.recorder.set_image(camera, stamp, img)
+        return img
 
     def _on_state(self, which: str, raw: bytes) -> None:
         topic = self.p["arm_state_topic"] if which == "arm" else self.p["hand_state_topic"]
