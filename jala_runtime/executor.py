@@ -142,9 +142,9 @@ class DeviceFollower:
 
     # ------------------------------------------------------------------------------ chunks
     def refusal(self, stamp: float, now: float) -> str:
-        """Why a chunk from the observation at ``stamp`` must not run now ('' = it may)."""
-        if self.check_stall() or self.held:
-            return f"held ({self.hold_reason})"
+        """Why a chunk from the observation at ``stamp`` must not run now although the device is not held ('' = it
+        may): computed before the last recover, or stale. (``submit`` checks the hold and the stall guard first,
+        under the same lock.)"""
         if stamp < self.recovered_at:
             return "computed before the last recover"
         if now - stamp > self.config.max_chunk_age_s:
