@@ -172,6 +172,15 @@ def _shutdown_and_join(timeout: float = 2.0) -> None:
             t.join(timeout=max(0.0, end - time.monotonic()))
 
 
+def run_node(node_cls, name: str, args=None) -> None:
+    """A process running one node: ROS up, ``node_cls(name=name)`` built (an expected start-up error is one line
+    and exit 2), spun until shutdown."""
+    init_ros(args)
+    with startup_errors(f"{name}_node"):
+        node = node_cls(name=name)
+    spin_nodes([node])
+
+
 def make_executor(context=None) -> SingleThreadedExecutor:
     """The executor that every node process, helper node and monitor here spins on: one thread.
 

@@ -38,7 +38,7 @@ from .conversions import (CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, chun
                           image_to_array, joint_positions)
 from jala_runtime.stats import percentiles
 from .node_utils import (DIAGNOSTICS_TOPIC, OK, POLICY_RUNNING_TOPIC, WARN, HoldListener, declare, diag_array,
-                         diag_status, init_ros, log_at, now_s, spin_nodes, startup_errors)
+                         diag_status, log_at, now_s, run_node)
 from .parameters import PolicyNodeConfig
 
 
@@ -251,10 +251,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> None:
-    init_ros(args)
-    with startup_errors("policy_node"):
-        node = PolicyNode(name="policy")
-    spin_nodes([node])
+    run_node(PolicyNode, "policy", args)
 
 
 if __name__ == "__main__":

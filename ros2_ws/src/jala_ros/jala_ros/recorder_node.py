@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES
 
 from .conversions import IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg, image_to_array, joint_positions
-from .node_utils import declare, init_ros, spin_nodes, startup_errors
+from .node_utils import declare, run_node
 from .parameters import RecorderNodeConfig
 
 _TYPES = {Image: "sensor_msgs/msg/Image", JointState: "sensor_msgs/msg/JointState"}
@@ -217,10 +217,7 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> None:
-    init_ros(args)
-    with startup_errors("recorder_node"):
-        node = RecorderNode(name="recorder")
-    spin_nodes([node])
+    run_node(RecorderNode, "recorder", args)
 
 
 if __name__ == "__main__":

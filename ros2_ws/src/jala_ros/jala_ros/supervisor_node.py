@@ -29,7 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 from .conversions import CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg
 from jala_runtime.watchdog import Fault, Watchdog
 from .node_utils import (DIAGNOSTICS_TOPIC, ERROR, OK, POLICY_RUNNING_TOPIC, SideNode, call_trigger, declare,
-                         diag_array, diag_status, init_ros, level_of, now_s, spin_nodes, startup_errors)
+                         diag_array, diag_status, level_of, now_s, run_node)
 from .parameters import SupervisorNodeConfig
 
 
@@ -170,10 +170,7 @@ class SupervisorNode(Node):
 
 
 def main(args=None) -> None:
-    init_ros(args)
-    with startup_errors("supervisor_node"):
-        node = SupervisorNode(name="supervisor")
-    spin_nodes([node])
+    run_node(SupervisorNode, "supervisor", args)
 
 
 if __name__ == "__main__":

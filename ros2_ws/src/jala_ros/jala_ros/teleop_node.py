@@ -29,7 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES
 
 from .conversions import CHUNK_QOS, STATE_QOS, chunk_to_trajectory, joint_positions, joint_state_msg
-from .node_utils import SideNode, call_trigger, declare, init_ros, now_s, spin_nodes, startup_errors
+from .node_utils import SideNode, call_trigger, declare, now_s, run_node
 from .parameters import TeleopNodeConfig
 
 
@@ -171,10 +171,7 @@ def make_source(kind: str, options: str | dict | None = None):
 
 
 def main(args=None) -> None:
-    init_ros(args)
-    with startup_errors("teleop_node"):
-        node = TeleopNode(name="teleop")
-    spin_nodes([node])
+    run_node(TeleopNode, "teleop", args)
 
 
 if __name__ == "__main__":
