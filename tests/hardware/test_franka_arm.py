@@ -78,16 +78,22 @@ def settle(arm: FrankaArm, timeout: float = 6.0) -> None:
 
 
 class SpeedLog:
-    """Samples read_state() in a thread: (monotonic time, q, dq)."""
+    """Samples read_state() in a thread: (monotonic time, q, dq); with ``commanded`` libfranka's commanded q_d, dq_d
+    (what the driver sent) instead of the simulated joints' measured q, dq."""
 
-    def __init__(self, arm: FrankaArm, period: float = 0.005):
+    def __init__(self, arm: FrankaArm, period: float = 0.005, commanded: bool = False):
         self.arm, self.period, self.rows, self._stop = arm, period, [], threading.Event()
+        self.commanded = commanded
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            s = self.arm.read_state()
-            self.rows.append((s.stamp, s.q, s.dq))
+            if self.commanded:
+                s = self.arm.robot.state
+                self.rows.append((time.monotonic(), np.asarray(s.q_d, dtype=float), np.asarray(s.dq_d, dtype=float)))
+            else:
+                s = self.arm.read_state()
+                self.rows.append((s.stamp, s.q, s.dq))
             time.sleep(self.period)
 
     def __enter__(self):
@@ -253,27 +259,33 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
     u = v / np.linalg.norm(v)
     nominal = np.linalg.norm(v)
     q0 = arm.read_state().q
-    first = ramp(q0, v)
-    with SpeedLog(arm) as log:
+    # a first chunk twice the usual length (2.1 s), so that however late a loaded machine notices it is up to
+    # speed, the preemption lands while it still runs at constant speed, not in its final deceleration
+    first = ramp(q0, v, times=DT * np.arange(1, 2 * N + 1))
+    with SpeedLog(arm, commanded=True) as log:
         run(arm, first)
-        # preempt the first chunk (~1.07 s, 0.32 rad per moving joint) in its middle, by robot progress not wall
-        # time, once the simulated joints (which lag the command, more so on a loaded machine) are up to speed
+        # preempt by the command's progress (not wall time) once it is up to speed
         wait_until(lambda: (commanded_q(arm) - q0) @ u > 0.5 * nominal * TIMES[-1]
-                   and log.recent_speed(u) > 0.6 * nominal, timeout=3.0)
-        second = ramp(commanded_q(arm), v)  # the same straight line, continued from where the command is
+                   and log.recent_speed(u) > 0.8 * nominal, timeout=3.0)
+        # the same straight line, continued from where the command is, on the clock of the moment that position
+        # was read; executed as of the moment it is sent (as the runtime does), so a machine that is slow to send
+        # it only shortens its first waypoints, never puts them behind the command
+        second = ramp(commanded_q(arm), v)
         t_submit = time.monotonic()
-        run(arm, second)
+        arm.execute(second, t_submit)
         settle(arm)
-    # speed along the line across the hand-over never drops (a stop-and-go would take it towards 0)
+    # the commanded speed along the line across the hand-over never drops (a stop-and-go would take it towards 0).
+    # Judged on the command, which is what the driver decides: franky-sim's PD joints follow it with a lag and a
+    # jitter that grow with the machine's load.
     _, _, dq_before = log.window(t_submit - 0.1, t_submit)
     _, _, dq_after = log.window(t_submit, t_submit + 0.4)
     before, after = (dq_before @ u).mean(), (dq_after @ u).min()
-    assert before > 0.5 * nominal, f"the first chunk was too slow to test with ({before:.3f} rad/s)"
+    assert before > 0.7 * nominal, f"the first chunk was too slow to test with ({before:.3f} rad/s)"
     assert after > 0.7 * before, f"speed dipped to {after:.3f} rad/s after the hand-over (before: {before:.3f})"
-    # it ended at the second chunk's target, past the first one's
+    # it ended at the second chunk's target, short of the first one's: the rest of the first chunk was dropped
     q = arm.read_state().q
     np.testing.assert_allclose(q, second.positions[-1], atol=0.01)
-    assert (q - first.positions[-1]) @ u > 0.1
+    assert (first.positions[-1] - q) @ u > 0.1
     assert not arm.read_state().in_error
 
 
