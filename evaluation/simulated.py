@@ -3,6 +3,11 @@
     python -m evaluation --task water_plant --variant seen --policy expert --episodes 10 --seed 0
     python -m evaluation --task wipe_board --policy /path/to/checkpoint --episodes 10 --json
     python -m evaluation --task put_three_obj --policy expert --episodes 1 --video out.mp4
+    python -m evaluation --task water_plant --policy runs/bc --episodes 20 --seed 1000   # a training.bc_baseline run
+
+The world renders at the frame size the policy declares (a JalaPolicy checkpoint's ``input_image_hw``, the size a
+behaviour-cloning baseline's demonstrations were recorded at), else 640x480; --width/--height override it (a
+checkpoint then refuses frames of another size than it was trained on).
 
 Every rollout runs the same ``jala_runtime`` pieces the ROS nodes run on the robot: the ``ObservationAssembler``
 builds the observation, the ``ChunkScheduler`` (inside a ``PolicyRunner``) decides when the next chunk is due
@@ -31,7 +36,9 @@ from jala_runtime.loop import PolicyRunner
 from jala_runtime.observation import ObservationAssembler
 from jala_runtime.scheduler import ChunkScheduler
 
-from .policies import CheckpointPolicy, ExpertPolicy
+from .policies import PolicySpecError, load_policy, policy_input_hw
+
+DEFAULT_HW = (480, 640)  # (H, W) rendered for a policy that declares no frame size
 
 NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
 
@@ -50,8 +57,9 @@ class EpisodeResult:
 def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE_STEPS,
                 max_seconds: float | None = None, frames: list | None = None,
                 video_camera: str | None = None) -> EpisodeResult:
-    """One rollout; returns its Completion Ratio. ``policy``: an ``ExpertPolicy`` / ``CheckpointPolicy`` (anything
-    with ``predict(...) -> TimedChunk``). ``frames`` (a list) collects RGB frames for a video."""
+    """One rollout; returns its Completion Ratio. ``policy``: an ``ExpertPolicy`` / ``BCPolicy`` /
+    ``CheckpointPolicy`` (anything with ``predict(...) -> TimedChunk``). ``frames`` (a list) collects RGB frames
+    for a video."""
     world.reset(seed)
     if hasattr(policy, "reset"):
         policy.reset()
@@ -126,12 +134,22 @@ class Summary:
                 "episodes": [asdict(e) for e in self.episodes]}
 
 
-def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int, *, width: int = 640,
-             height: int = 480, execute_steps: int = EXECUTE_STEPS, video: str | None = None, progress: bool = True,
-             device: str | None = None, max_seconds: float | None = None) -> Summary:
+def render_size(policy_spec: str, width: int | None = None, height: int | None = None) -> tuple[int, int]:
+    """(width, height) to render at: what the caller gave, else the policy's declared frame size, else 640x480."""
+    if width is None and height is None:
+        hw = policy_input_hw(policy_spec) or DEFAULT_HW
+        return int(hw[1]), int(hw[0])
+    return int(width or DEFAULT_HW[1]), int(height or DEFAULT_HW[0])
+
+
+def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int, *, width: int | None = None,
+             height: int | None = None, execute_steps: int = EXECUTE_STEPS, video: str | None = None,
+             progress: bool = True, device: str | None = None, max_seconds: float | None = None) -> Summary:
+    """``episodes`` rollouts with seeds ``seed``, ``seed + 1``, ... (``width``/``height`` None: ``render_size``)."""
+    width, height = render_size(policy_spec, width, height)
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width, render_height=height))
     try:
-        policy = ExpertPolicy(world) if policy_spec == "expert" else CheckpointPolicy(policy_spec, world, device=device)
+        policy = load_policy(policy_spec, world, device=device)
         summary = Summary(task, variant, policy_spec)
         frames: list | None = [] if video else None
         seeds = [seed + i for i in range(episodes)]
@@ -157,11 +175,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", required=True, choices=["water_plant", "put_three_obj", "wipe_board"])
     ap.add_argument("--variant", default="seen", choices=["seen", "unseen"])
-    ap.add_argument("--policy", default="expert", help="'expert' or a JalaPolicy checkpoint directory")
+    ap.add_argument("--policy", default="expert",
+                    help="'expert', a JalaPolicy checkpoint directory or a training.bc_baseline directory")
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--width", type=int, default=None,
+                    help="render width (default: the policy's frame size, else 640)")
+    ap.add_argument("--height", type=int, default=None,
+                    help="render height (default: the policy's frame size, else 480)")
     ap.add_argument("--execute-steps", type=int, default=EXECUTE_STEPS,
                     help="actions executed per chunk before re-planning")
     ap.add_argument("--max-seconds", type=float, default=None, help="episode limit in sim seconds (task default)")
@@ -172,9 +193,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.policy != "expert" and not Path(args.policy).is_dir():
         ap.error(f"--policy must be 'expert' or an existing checkpoint directory, got {args.policy!r}")
-    summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
-                       height=args.height, execute_steps=args.execute_steps, video=args.video,
-                       progress=not args.no_progress, device=args.device, max_seconds=args.max_seconds)
+    try:
+        summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
+                           height=args.height, execute_steps=args.execute_steps, video=args.video,
+                           progress=not args.no_progress, device=args.device, max_seconds=args.max_seconds)
+    except PolicySpecError as exc:
+        ap.error(str(exc))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:

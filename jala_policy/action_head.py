@@ -145,12 +145,20 @@ class FlowMatchingActionHead(nn.Module):
 
     def loss(self, embeddings: torch.Tensor, state: torch.Tensor, actions: torch.Tensor,
              context_mask: torch.Tensor | None = None, action_mask: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """Flow-matching loss on normalised actions (B, horizon, action_dim)."""
+             generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+             t: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+        """Flow-matching loss on normalised actions (B, horizon, action_dim). ``noise`` (like actions) and ``t``
+        (B,) may be given (post-training draws them per sample, so a sample's loss does not depend on the batch
+        it is in); otherwise they are drawn here. ``reduction``: "mean" over the counted elements, or "sum"
+        (the caller divides by the count over all micro-batches and ranks)."""
         b = actions.shape[0]
-        t = self.sample_time(b, actions.device, generator)
-        noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=torch.float32) \
-            if generator is not None else torch.randn_like(actions, dtype=torch.float32)
+        if t is None:
+            t = self.sample_time(b, actions.device, generator)
+        if noise is None:
+            noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=torch.float32) \
+                if generator is not None else torch.randn_like(actions, dtype=torch.float32)
+        t = t.to(actions.device, torch.float32)
+        noise = noise.to(actions.device, torch.float32)
         tt = t.view(b, 1, 1)
         noisy = tt * actions + (1.0 - tt) * noise
         target = actions - noise
@@ -159,8 +167,15 @@ class FlowMatchingActionHead(nn.Module):
         if action_mask is not None:  # (B, horizon) or (B, horizon, dim): padded steps do not count
             m = action_mask.float()
             m = m.unsqueeze(-1).expand_as(err) if m.ndim == 2 else m
-            return (err * m).sum() / m.sum().clamp(min=1.0)
-        return err.mean()
+            err = err * m
+            count = m.sum()
+        else:
+            count = torch.tensor(float(err.numel()), device=err.device)
+        if reduction == "sum":
+            return err.sum()
+        if reduction != "mean":
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        return err.sum() / count.clamp(min=1.0)
 
     # ---------------------------------------------------------------------------------------- sampling
     def sample_noise(self, batch: int, device, generator: torch.Generator | None = None) -> torch.Tensor:

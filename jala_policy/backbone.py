@@ -40,7 +40,8 @@ class MissingWeightsError(FileNotFoundError):
 
 
 def internvl_config(preset: str) -> InternVLConfig:
-    """The InternVL3 architecture for a preset: real InternVL3-2B sizes, or a tiny one for tests."""
+    """The InternVL3 architecture for a preset: real InternVL3-2B sizes, a small one for CPU post-training in
+    the simulated world, or a tiny one for tests."""
     if preset == "internvl3-2b":
         vision = InternVLVisionConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                                       intermediate_size=4096, image_size=[448, 448], patch_size=[14, 14],
@@ -59,6 +60,16 @@ def internvl_config(preset: str) -> InternVLConfig:
                            tie_word_embeddings=True)
         # image_token_id is the id of <IMG_CONTEXT> in the byte-level test tokenizer (see byte_tokenizer()).
         return InternVLConfig(vision_config=vision, text_config=text, image_token_id=259, image_seq_length=64,
+                              downsample_ratio=0.5)
+    if preset == "small":
+        # CPU post-training in the simulated world: 96 px images in 8 px patches (12 x 12, pixel-shuffled to 36
+        # image tokens, fine enough to see where the objects are), a 4-layer 128-wide language model
+        vision = InternVLVisionConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=128, image_size=[96, 96], patch_size=[8, 8])
+        text = Qwen2Config(vocab_size=272, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                           tie_word_embeddings=True)
+        return InternVLConfig(vision_config=vision, text_config=text, image_token_id=259, image_seq_length=36,
                               downsample_ratio=0.5)
     raise ConfigError(f"unknown backbone preset {preset!r}")
 

@@ -4,6 +4,8 @@ Presets
 - ``internvl3-2b``: the real sizes (InternViT-300M at 448 px -> 256 tokens per image, Qwen2.5-1.5B with 28
   layers; DINOv2-base texture encoder; DiT head 16 layers x 32 heads x 2048). Backbone weights are loaded from a
   local ``OpenGVLab/InternVL3-2B-hf`` directory.
+- ``small``: the same architectures, random weights, sized to be post-trained on the simulated tasks on a CPU
+  (96 px backbone images, 4-layer 128-wide language model, 16 + 16 motion positions, 4-layer 128-wide head).
 - ``tiny``: the same architectures with random weights and small widths, for tests and CPU demos.
 
 Action-head presets (``ActionHeadConfig.from_preset``), see ``ACTION_HEAD_PRESETS``: ``paper`` (the default),
@@ -19,7 +21,7 @@ from typing import Any
 
 from embodiment import ACTION_DIM, ACTION_DT, ACTION_HORIZON, HAND_SIDE
 
-PRESETS = ("internvl3-2b", "tiny")
+PRESETS = ("internvl3-2b", "small", "tiny")
 HAND_SIDES = ("left", "right")  # index = the perceiver's hand head (jala_policy.perceiver.LEFT_HAND / RIGHT_HAND)
 CHUNK_ATTENTION = ("bidirectional", "causal")
 
@@ -33,6 +35,7 @@ CHUNK_ATTENTION = ("bidirectional", "causal")
 ACTION_HEAD_PRESETS = {
     "paper": {"num_layers": 16, "num_heads": 32, "hidden_size": 2048},
     "gr00t-n1.5": {"num_layers": 16, "num_heads": 32, "hidden_size": 1536},
+    "small": {"num_layers": 4, "num_heads": 4, "hidden_size": 128},
     "tiny": {"num_layers": 2, "num_heads": 4, "hidden_size": 64},
 }
 
@@ -189,8 +192,9 @@ class JalaPolicyConfig:
     perceiver: PerceiverConfig = field(default_factory=PerceiverConfig)
     action_head: ActionHeadConfig = field(default_factory=ActionHeadConfig)
     num_views: int = 1  # camera views per observation (wipe_board uses 2)
-    # The camera frame size the policy was trained on (H, W). Frames of another size are refused rather than
-    # silently resized to a different aspect ratio. None accepts any size.
+    # The camera frame size the policy was trained on (H, W). Frames of another aspect ratio are refused rather
+    # than stretched; the same aspect ratio at another size is accepted (jala_policy.policy.same_aspect). None
+    # accepts any size.
     input_image_hw: tuple[int, int] | None = None
     action_dt: float = ACTION_DT  # seconds between consecutive actions of a chunk
     prompt_template: str = "{instruction}"
@@ -221,6 +225,14 @@ class JalaPolicyConfig:
                 perceiver=PerceiverConfig(encoder_preset="tiny", encoder_image_size=28, num_latents=4, width=32,
                                           num_heads=4),
                 action_head=ActionHeadConfig.from_preset("tiny"),
+            )
+        elif name == "small":
+            cfg = cls(
+                backbone=BackboneConfig(preset="small"),
+                motion=MotionVocabConfig(tokens_per_part=16, codes_per_part=512),
+                perceiver=PerceiverConfig(encoder_preset="tiny", encoder_image_size=56, num_latents=8, width=64,
+                                          num_heads=4),
+                action_head=ActionHeadConfig.from_preset("small"),
             )
         else:
             raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")

@@ -50,6 +50,14 @@ def check_camera_views(num_views: int, cameras: Sequence[str]) -> None:
                           f"view(s) or configure {num_views} camera(s)")
 
 
+def same_aspect(hw: tuple[int, int], trained_hw: tuple[int, int], tolerance: float = 0.01) -> bool:
+    """Whether frames of size ``hw`` have the aspect ratio of the training frames (within 1 %). Frames of the same
+    aspect ratio at another size are accepted (the encoders resize every frame to their own square input, so a
+    256x192 camera feeds a policy trained on 320x240 frames as it would at 320x240); another aspect ratio would
+    stretch the scene and is refused."""
+    return abs(hw[1] / hw[0] - trained_hw[1] / trained_hw[0]) <= tolerance * trained_hw[1] / trained_hw[0]
+
+
 def default_robot_stats(dim: int) -> NormalizationStats:
     """FR3 joint limits + Inspire 0..1000 for the 13-D layout; [-1, 1] identity for any other layout."""
     if dim != ACTION_DIM:
@@ -205,22 +213,45 @@ class JalaPolicy(nn.Module):
         a fully masked motion chunk; returns the hidden states at the masked motion positions (B, 128, hidden).
         The eager reference path (training, and predict unless ``config.inference.fast``)."""
         timer = timer or StageTimer(self.device, synchronize=False)
+        image_embeds, texture = self.visual_features(images, timer)
+        return self.embeddings_from_features(image_embeds, texture, instructions, timer)
+
+    def visual_features(self, images: torch.Tensor, timer: StageTimer | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The outputs of the visual modules that post-training freezes (paper B.1), which depend on the images
+        only: image tokens (B, views, n_img, hidden) of the vision tower + projector, and the texture encoder's
+        patch features (B, tokens, dim) of the first view (None without state tokens). Post-training may cache
+        them per frame (training.posttrain.features)."""
+        timer = timer or StageTimer(self.device, synchronize=False)
         b, v = images.shape[:2]
         flat = images.reshape(b * v, *images.shape[2:])
         pixels = self.backbone.preprocess_images(flat)
         use_latents = self.config.perceiver.use_state_tokens
-        texture = self._texture_pixels(images[:, 0]) if use_latents else None
+        texture_pixels = self._texture_pixels(images[:, 0]) if use_latents else None
         timer.lap("preprocess")
         image_embeds = self.backbone.image_tokens(pixels)
-        latents = self._latents_from_pixels(texture) if use_latents else None
+        texture = self.texture_encoder(texture_pixels) if use_latents else None
         timer.lap("vision")
+        return image_embeds.reshape(b, v, *image_embeds.shape[1:]), texture
+
+    def embeddings_from_features(self, image_embeds: torch.Tensor, texture: torch.Tensor | None,
+                                 instructions: Sequence[str], timer: StageTimer | None = None) -> torch.Tensor:
+        """The rest of ``predictive_embeddings`` from ``visual_features``' outputs: the state perceiver, the
+        language model, and the hidden states at the masked motion positions (B, 128, hidden)."""
+        timer = timer or StageTimer(self.device, synchronize=False)
+        image_embeds = image_embeds.to(self.device, self.dtype)
+        latents = None
+        if self.config.perceiver.use_state_tokens:
+            feats = texture.to(self.device, self.dtype)
+            latents = self.state_perceiver(feats, feats, self.hand)
         prompts = [self._prompt(instr) for instr in instructions]
         if len({p[0].shape[1] for p in prompts}) == 1:
             ids = torch.cat([p[0] for p in prompts])
             mask = torch.cat([p[1] for p in prompts])
         else:
             ids, mask = self.backbone.collate([p[0][0] for p in prompts])
-        hidden = self.backbone(ids, mask, None, latents=latents, image_embeds=image_embeds)
+        hidden = self.backbone(ids, mask, None, latents=latents,
+                               image_embeds=image_embeds.reshape(-1, *image_embeds.shape[2:]))
         emb = self.backbone.predictive_embeddings(hidden, ids.to(hidden.device))
         timer.lap("llm")
         return emb
@@ -287,10 +318,10 @@ class JalaPolicy(nn.Module):
                                        f"{getattr(img, 'shape', type(img).__name__)}")
             if img.dtype != np.uint8:
                 raise PolicyInputError(f"image {i} must be uint8 RGB, got {img.dtype}")
-            if self.config.input_image_hw is not None and img.shape[:2] != self.config.input_image_hw:
+            if self.config.input_image_hw is not None and not same_aspect(img.shape[:2], self.config.input_image_hw):
                 h, w = self.config.input_image_hw
-                raise PolicyInputError(f"image {i} is {img.shape[0]}x{img.shape[1]} but this policy takes {h}x{w} "
-                                       "frames (the training resolution); set the camera profile to match")
+                raise PolicyInputError(f"image {i} is {img.shape[0]}x{img.shape[1]} but this policy was trained on "
+                                       f"{h}x{w} frames, another aspect ratio; set the camera profile to match")
         if len({img.shape for img in images}) != 1:
             raise PolicyInputError("all camera images must have the same size")
         if not isinstance(instruction, str) or not instruction.strip():
@@ -354,7 +385,19 @@ class JalaPolicy(nn.Module):
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """Post-training flow-matching loss. images uint8 (B, views, H, W, 3); proprio (B, state_dim) and actions
         (B, horizon, action_dim) in robot units (normalised here)."""
-        emb = self.predictive_embeddings(images, instructions)
+        image_embeds, texture = self.visual_features(images)
+        return self.loss_from_features(image_embeds, texture, instructions, proprio, actions, action_mask,
+                                       generator=generator)
+
+    def loss_from_features(self, image_embeds: torch.Tensor, texture: torch.Tensor | None,
+                           instructions: Sequence[str], proprio: torch.Tensor, actions: torch.Tensor,
+                           action_mask: torch.Tensor | None = None, *, generator: torch.Generator | None = None,
+                           noise: torch.Tensor | None = None, t: torch.Tensor | None = None,
+                           reduction: str = "mean") -> torch.Tensor:
+        """``compute_loss`` from ``visual_features``' outputs (cached or not); ``noise``/``t`` and ``reduction``
+        as ``FlowMatchingActionHead.loss``."""
+        emb = self.embeddings_from_features(image_embeds, texture, instructions)
         state = self.normalizer.state.normalize(proprio.to(self.device, torch.float32))
         target = self.normalizer.action.normalize(actions.to(self.device, torch.float32))
-        return self.action_head.loss(emb, state, target, action_mask=action_mask, generator=generator)
+        return self.action_head.loss(emb, state, target, action_mask=action_mask, generator=generator, noise=noise,
+                                     t=t, reduction=reduction)

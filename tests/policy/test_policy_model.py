@@ -284,7 +284,7 @@ def test_post_training_loss_backpropagates_to_llm_and_head_only(obs):
 
 
 @pytest.mark.parametrize("bad,match", [
-    ("size", "takes 48x64"),
+    ("size", "trained on 48x64 frames, another aspect ratio"),
     ("dtype", "uint8"),
     ("channels", "HxWx3"),
     ("nan", "NaN"),
@@ -295,7 +295,7 @@ def test_bad_inputs_raise_clear_errors(policy, obs, bad, match):
     img, q = obs
     kwargs = {"images": img, "instruction": INSTR, "proprio": q}
     if bad == "size":
-        kwargs["images"] = np.zeros((480, 640, 3), np.uint8)
+        kwargs["images"] = np.zeros((540, 960, 3), np.uint8)  # 16:9 for a 4:3 policy
     elif bad == "dtype":
         kwargs["images"] = img.astype(np.float32)
     elif bad == "channels":
@@ -358,3 +358,18 @@ def test_predict_clamps_hand_targets_into_the_hands_range_but_never_the_arm(obs)
     assert a[:, 7:].min() >= 0.0 and a[:, 7:].max() <= 1000.0
     assert np.any((a[:, 7:] == 0.0) | (a[:, 7:] == 1000.0))  # it did clamp
     assert np.abs(a[:, :7]).max() > 1000.0  # arm targets untouched
+
+
+def test_frames_of_the_training_aspect_ratio_are_accepted_at_another_size_and_others_refused(obs):
+    """A policy trained on 48x64 frames runs on 96x128 or 36x48 frames (the encoders resize every frame to their
+    own square input) and refuses 48x48 or 64x48 frames (a stretched scene)."""
+    from jala_policy.policy import PolicyInputError
+
+    _, q = obs
+    p = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW))
+    for hw in ((96, 128), (36, 48), IMG_HW):
+        chunk = p.predict(np.zeros((*hw, 3), np.uint8), INSTR, q, seed=0)
+        assert np.isfinite(chunk.positions).all()
+    for hw in ((48, 48), (64, 48)):
+        with pytest.raises(PolicyInputError, match="another aspect ratio"):
+            p.predict(np.zeros((*hw, 3), np.uint8), INSTR, q, seed=0)
