@@ -198,6 +198,10 @@ class JalaPolicyConfig:
     input_image_hw: tuple[int, int] | None = None
     action_dt: float = ACTION_DT  # seconds between consecutive actions of a chunk
     prompt_template: str = "{instruction}"
+    # How the head's arm columns are meant: "absolute" joint targets, or "relative": offsets from the arm joints
+    # of the observation (proprio[:7]), normalised by the offsets' own range, which is far narrower than the
+    # joints' (hand columns stay absolute). Needs the robot layout (action and state dims 13).
+    arm_actions: str = "absolute"
     # The embodiment's hand: picks the Latent State Perceiver's hand head in predict and post-training alike.
     hand_side: str = HAND_SIDE
     inference: InferenceConfig = field(default_factory=InferenceConfig)
@@ -209,6 +213,12 @@ class JalaPolicyConfig:
             raise ConfigError(f"hand_side must be one of {', '.join(HAND_SIDES)}, got {self.hand_side!r}")
         if self.action_dt <= 0:
             raise ConfigError("action_dt must be positive")
+        if self.arm_actions not in ("absolute", "relative"):
+            raise ConfigError(f"arm_actions must be 'absolute' or 'relative', got {self.arm_actions!r}")
+        if self.arm_actions == "relative" and not (self.action_head.action_dim == ACTION_DIM
+                                                   and self.action_head.state_dim == ACTION_DIM):
+            raise ConfigError("arm_actions 'relative' needs the robot layout (action and state dims "
+                              f"{ACTION_DIM})")
         if self.input_image_hw is not None:
             self.input_image_hw = tuple(int(v) for v in self.input_image_hw)
             if len(self.input_image_hw) != 2 or min(self.input_image_hw) <= 0:

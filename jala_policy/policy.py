@@ -364,7 +364,8 @@ class JalaPolicy(nn.Module):
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         noise = self.action_head.sample_noise(1, self.device, generator)
         norm_actions = self._head_runner(emb, state.unsqueeze(0), noise)
-        actions = self.normalizer.action.unnormalize(norm_actions[0].cpu()).numpy()
+        actions = self.from_model_actions(self.normalizer.action.unnormalize(norm_actions[0].cpu()),
+                                          torch.as_tensor(q, dtype=torch.float32)).numpy()
         timer.lap("head")
         self.last_stage_timing = dict(timer.ms)
         self.last_timing = {"backbone_ms": (backbone_done - timer.start) * 1e3,
@@ -378,6 +379,24 @@ class JalaPolicy(nn.Module):
             actions[:, ARM_DOF:] = np.clip(actions[:, ARM_DOF:], *HAND_RANGE)
         names = CHUNK_JOINT_NAMES if dim == ACTION_DIM else tuple(f"action_{i}" for i in range(dim))
         return TimedChunk.at_rate(actions, stamp, self.config.action_dt, names)
+
+    # ------------------------------------------------------------------------------ action representation
+    def to_model_actions(self, actions: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """Robot-unit action chunks (..., horizon, dim) -> what the head predicts (before normalisation): with
+        ``arm_actions`` "relative" the arm columns become offsets from ``proprio``'s arm joints (..., dim)."""
+        if self.config.arm_actions != "relative":
+            return actions
+        out = actions.clone()
+        out[..., :ARM_DOF] = out[..., :ARM_DOF] - proprio[..., None, :ARM_DOF].to(out)
+        return out
+
+    def from_model_actions(self, actions: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``to_model_actions`` (after unnormalisation): robot-unit targets."""
+        if self.config.arm_actions != "relative":
+            return actions
+        out = actions.clone()
+        out[..., :ARM_DOF] = out[..., :ARM_DOF] + proprio[..., None, :ARM_DOF].to(out)
+        return out
 
     # ----------------------------------------------------------------------------------------- training
     def compute_loss(self, images: torch.Tensor, instructions: Sequence[str], proprio: torch.Tensor,
@@ -397,7 +416,9 @@ class JalaPolicy(nn.Module):
         """``compute_loss`` from ``visual_features``' outputs (cached or not); ``noise``/``t`` and ``reduction``
         as ``FlowMatchingActionHead.loss``."""
         emb = self.embeddings_from_features(image_embeds, texture, instructions)
-        state = self.normalizer.state.normalize(proprio.to(self.device, torch.float32))
-        target = self.normalizer.action.normalize(actions.to(self.device, torch.float32))
+        proprio = proprio.to(self.device, torch.float32)
+        state = self.normalizer.state.normalize(proprio)
+        target = self.normalizer.action.normalize(self.to_model_actions(actions.to(self.device, torch.float32),
+                                                                        proprio))
         return self.action_head.loss(emb, state, target, action_mask=action_mask, generator=generator, noise=noise,
                                      t=t, reduction=reduction)

@@ -373,3 +373,31 @@ def test_frames_of_the_training_aspect_ratio_are_accepted_at_another_size_and_ot
     for hw in ((48, 48), (64, 48)):
         with pytest.raises(PolicyInputError, match="another aspect ratio"):
             p.predict(np.zeros((*hw, 3), np.uint8), INSTR, q, seed=0)
+
+
+def test_relative_arm_actions_are_offsets_from_the_observed_joints(obs):
+    """arm_actions "relative": the head's arm columns are offsets from proprio[:7] (hand columns absolute); a head
+    whose normalised output means "no offset" returns the observed arm joints as every arm target."""
+    from jala_policy.normalization import NormalizationStats
+
+    img, q = obs
+    p = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW, arm_actions="relative"))
+    actions = torch.randn(2, 16, 13)
+    proprio = torch.randn(2, 13)
+    model = p.to_model_actions(actions, proprio)
+    torch.testing.assert_close(model[..., :7], actions[..., :7] - proprio[:, None, :7])
+    torch.testing.assert_close(model[..., 7:], actions[..., 7:])
+    torch.testing.assert_close(p.from_model_actions(model, proprio), actions)
+    # every model output unnormalises to offset 0 on the arm (a zero-width range) and 500 on the hand
+    dim = p.config.action_head.action_dim
+    lo = np.r_[np.zeros(7), np.full(dim - 7, 500.0)]
+    p.set_normalization(p.normalizer.state, NormalizationStats(lo, lo.copy(), lo, np.zeros(dim)))
+    chunk = p.predict(img, INSTR, q, seed=0)
+    np.testing.assert_allclose(chunk.positions[:, :7], np.tile(q[:7], (16, 1)), atol=1e-5)
+    np.testing.assert_allclose(chunk.positions[:, 7:], 500.0)
+
+
+def test_relative_arm_actions_need_the_robot_layout():
+    with pytest.raises(ConfigError, match="robot layout"):
+        JalaPolicyConfig.from_preset("tiny", arm_actions="relative",
+                                     action_head=ActionHeadConfig.from_preset("tiny", action_dim=7, state_dim=7))

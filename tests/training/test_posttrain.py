@@ -157,6 +157,26 @@ def test_loss_falls_tenfold_when_overfitting_a_small_dataset(demo_dirs, tmp_path
     assert after["val_arm_mae_rad"] < before["val_arm_mae_rad"] / 3
 
 
+def test_relative_arm_actions_are_normalised_by_the_range_of_the_offsets(demo_dirs, tmp_path):
+    from training.posttrain.trainer import PostTrainer
+
+    cfg = tiny_config(tmp_path, [demo_dirs["smooth"]])
+    cfg.model.config = {"arm_actions": "relative"}
+    trainer = PostTrainer(cfg)
+    data = trainer.train_data
+    offsets, hand = [], []
+    for e, i in data.index:
+        actions, mask = data.chunk(int(e), int(i))
+        offsets.append((actions[:, :7] - data._state[int(e)][int(i)][:7])[mask])
+        hand.append(actions[mask, 7:])
+    stats = trainer.policy.normalizer.action
+    np.testing.assert_allclose(stats.min[:7], np.concatenate(offsets).min(0), atol=1e-6)
+    np.testing.assert_allclose(stats.max[:7], np.concatenate(offsets).max(0), atol=1e-6)
+    np.testing.assert_allclose(stats.max[7:], np.concatenate(hand).max(0), atol=1e-6)
+    val = trainer.validate()
+    assert np.isfinite(val["val_arm_mae_rad"]) and np.isfinite(val["val_flow_loss"])
+
+
 def test_resume_continues_bit_for_bit(demo_dirs, tmp_path):
     from training.posttrain.trainer import PostTrainer
 

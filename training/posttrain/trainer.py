@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Dataset
 
 from jala_policy.config import ConfigError, JalaPolicyConfig
-from jala_policy.normalization import PolicyNormalizer
+from jala_policy.normalization import NormalizationStats, PolicyNormalizer
 from jala_policy.policy import JalaPolicy
 
 from .. import distributed as tdist
@@ -156,8 +156,7 @@ class PostTrainer:
         head = self.policy.config.action_head
         if head.action_horizon != horizon:
             raise ConfigError(f"the policy's action horizon is {head.action_horizon}, the data's {horizon}")
-        state_stats, action_stats = self.train_data.normalization()
-        self.policy.set_normalization(state_stats, action_stats)
+        self.policy.set_normalization(*self.normalization_stats())
         self.features = None
         if cfg.data.cache_features:
             parts = [p for p in (self.train_data, self.val_data) if p is not None]
@@ -200,6 +199,20 @@ class PostTrainer:
         self.train_seconds = 0.0  # wall time spent in training steps, over all resumed runs
         if cfg.run.resume:
             self.maybe_resume(cfg.run.resume)
+
+    def normalization_stats(self):
+        """State statistics of the training frames, and action statistics of what the head predicts: the
+        recorded actions, or with ``arm_actions`` "relative" the chunks' arm offsets from each frame's joints
+        (unpadded chunk steps of every training sample)."""
+        state_stats, action_stats = self.train_data.normalization()
+        if self.policy.config.arm_actions != "relative":
+            return state_stats, action_stats
+        rows = []
+        for e, i in self.train_data.index:
+            actions, mask = self.train_data.chunk(int(e), int(i))
+            state = torch.from_numpy(self.train_data._state[int(e)][int(i)])
+            rows.append(self.policy.to_model_actions(torch.from_numpy(actions), state)[torch.from_numpy(mask)])
+        return state_stats, NormalizationStats.from_data(torch.cat(rows).numpy())
 
     def _horizon(self) -> int:
         m = self.config.model
@@ -310,14 +323,16 @@ class PostTrainer:
                 emb = policy.embeddings_from_features(*visual, batch["instruction"])
                 state = policy.normalizer.state.normalize(batch["state"].to(self.device))
                 noise, t = self._noise(batch)
-                target = policy.normalizer.action.normalize(batch["actions"].to(self.device))
+                proprio = batch["state"].to(self.device)
+                target = policy.normalizer.action.normalize(policy.to_model_actions(batch["actions"].to(self.device),
+                                                                                    proprio))
                 mask = batch["action_mask"].to(self.device)
                 fm = policy.action_head.loss(emb, state, target, action_mask=mask, noise=noise.to(self.device),
                                              t=t.to(self.device), reduction="sum")
                 fm_sum += float(fm)
                 fm_n += float(mask.sum()) * target.shape[-1]
-                pred = policy.normalizer.action.unnormalize(
-                    policy.action_head.denoise(emb, state, noise.to(self.device))).cpu()
+                pred = policy.from_model_actions(policy.normalizer.action.unnormalize(
+                    policy.action_head.denoise(emb, state, noise.to(self.device))), proprio).cpu()
                 err = (pred - batch["actions"]).abs() * batch["action_mask"][..., None]
                 abs_sum = err.sum(0) if abs_sum is None else abs_sum + err.sum(0)
                 c = batch["action_mask"].float().sum(0)
@@ -477,7 +492,6 @@ class PostTrainer:
             raise ConfigError(f"checkpoint {path} was trained for {state['total_steps']} steps, this run is set to "
                               f"{self.total_steps}: the learning-rate schedule would differ (start a new output_dir)")
         self.policy.load_state_dict(state["model"])
-        from jala_policy.normalization import NormalizationStats
         norm = state["normalization"]
         self.policy.normalizer = PolicyNormalizer(NormalizationStats.from_dict(norm["state"]),
                                                   NormalizationStats.from_dict(norm["action"]))
