@@ -176,11 +176,17 @@ class InferenceConfig:
 
     fast: bool = False
     head_backend: str = "torch"
+    # Scale of the sampler's starting noise A^0 ~ N(0, noise_scale^2 I) (every backend). 1.0 is the paper's
+    # N(0, I); a lower "temperature" trades diversity for smoother chunks from a head whose velocity field is
+    # not yet exact (the CPU-trained sim-small policies use 0.5).
+    noise_scale: float = 1.0
     cuda_graph: bool = True  # fast path on CUDA only; ignored on other devices
     # Where the ONNX export of the head is written (onnxruntime backend); None: a temporary directory.
     onnx_path: str | None = None
 
     def __post_init__(self):
+        if not 0.0 < self.noise_scale <= 1.0:
+            raise ConfigError(f"inference.noise_scale must be in (0, 1], got {self.noise_scale}")
         if self.head_backend not in HEAD_BACKENDS:
             raise ConfigError(f"head_backend must be one of {', '.join(HEAD_BACKENDS)}, got {self.head_backend!r}")
 

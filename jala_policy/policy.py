@@ -363,6 +363,8 @@ class JalaPolicy(nn.Module):
         if seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(int(seed))
         noise = self.action_head.sample_noise(1, self.device, generator)
+        if self.config.inference.noise_scale != 1.0:
+            noise = noise * self.config.inference.noise_scale
         norm_actions = self._head_runner(emb, state.unsqueeze(0), noise)
         actions = self.from_model_actions(self.normalizer.action.unnormalize(norm_actions[0].cpu()),
                                           torch.as_tensor(q, dtype=torch.float32)).numpy()

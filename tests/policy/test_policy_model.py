@@ -401,3 +401,20 @@ def test_relative_arm_actions_need_the_robot_layout():
     with pytest.raises(ConfigError, match="robot layout"):
         JalaPolicyConfig.from_preset("tiny", arm_actions="relative",
                                      action_head=ActionHeadConfig.from_preset("tiny", action_dim=7, state_dim=7))
+
+
+def test_noise_scale_scales_the_samplers_starting_noise(obs):
+    from jala_policy.config import InferenceConfig
+
+    img, q = obs
+    p = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", input_image_hw=IMG_HW))
+    p.configure_inference()
+    seen, run = [], p._head_runner
+    p._head_runner = lambda emb, state, noise: (seen.append(noise.clone()), run(emb, state, noise))[1]
+    full = p.predict(img, INSTR, q, seed=3).positions
+    p.config.inference.noise_scale = 0.5
+    half = p.predict(img, INSTR, q, seed=3).positions
+    torch.testing.assert_close(seen[1], 0.5 * seen[0])
+    assert not np.allclose(full, half)
+    with pytest.raises(ConfigError, match="noise_scale"):
+        InferenceConfig(noise_scale=0.0)
