@@ -32,6 +32,7 @@ from jala_policy.normalization import NormalizationStats, PolicyNormalizer
 from jala_policy.policy import JalaPolicy
 
 from .. import distributed as tdist
+from ..batches import ResumableBatches, check_global_batch
 from ..pretrain.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ..pretrain.data import ResumableDistributedSampler
 from ..pretrain.trainer import WarmupCosine, _param_groups, resolve_device
@@ -192,9 +193,12 @@ class PostTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupCosine(self.total_steps, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio))
         self.step = 0
-        self.epoch = 0
-        self.micro_in_epoch = 0
-        self._iter = None
+        self.batches = ResumableBatches(
+            self.sampler, self.per_device, self.dist.world_size,
+            lambda sampler: DataLoader(_Keyed(self.train_data), batch_size=self.per_device, sampler=sampler,
+                                       collate_fn=_keyed_collate, drop_last=True,
+                                       pin_memory=self.device.type == "cuda",
+                                       num_workers=0 if self.features is not None else cfg.data.num_workers))
         self._writer = None
         self.train_seconds = 0.0  # wall time spent in training steps, over all resumed runs
         if cfg.run.resume:
@@ -223,26 +227,8 @@ class PostTrainer:
         return int(read_json_file(Path(m.init) / "config.json")["action_head"]["action_horizon"])
 
     # ---------------------------------------------------------------------------------------------- data
-    def _make_iter(self):
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.micro_in_epoch * self.per_device)
-        loader = DataLoader(_Keyed(self.train_data), batch_size=self.per_device, sampler=self.sampler,
-                            collate_fn=_keyed_collate, drop_last=True, pin_memory=self.device.type == "cuda",
-                            num_workers=0 if self.features is not None else self.config.data.num_workers)
-        return iter(loader)
-
     def next_micro_batch(self) -> dict:
-        if self._iter is None:
-            self._iter = self._make_iter()
-        try:
-            batch = next(self._iter)
-        except StopIteration:
-            self.epoch += 1
-            self.micro_in_epoch = 0
-            self._iter = self._make_iter()
-            batch = next(self._iter)
-        self.micro_in_epoch += 1
-        return batch
+        return self.batches.next()
 
     def _visual(self, batch: dict):
         """The micro-batch's frozen visual features from the cache, else its images (encoded in the forward)."""
@@ -467,8 +453,7 @@ class PostTrainer:
         path = None
         if self.dist.is_main:
             state = {"model": model_state, "optimizer": self.optimizer.state_dict(),
-                     "scheduler": self.scheduler.state_dict(), "step": self.step, "epoch": self.epoch,
-                     "samples_in_epoch": self.micro_in_epoch * self.per_device * self.dist.world_size,
+                     "scheduler": self.scheduler.state_dict(), "step": self.step, **self.batches.position(),
                      "global_batch_size": self.config.optim.global_batch_size, "total_steps": self.total_steps,
                      "world_size": self.dist.world_size, "rng": rngs, "train_seconds": self.train_seconds,
                      "normalization": {"state": self.policy.normalizer.state.to_dict(),
@@ -485,9 +470,7 @@ class PostTrainer:
         if not path.is_file():
             raise ConfigError(f"checkpoint {path} does not exist")
         state = load_checkpoint(path)
-        if state["global_batch_size"] != self.config.optim.global_batch_size:
-            raise ConfigError(f"checkpoint {path} was trained with global batch {state['global_batch_size']}, this "
-                              f"run uses {self.config.optim.global_batch_size}: resuming would change the data order")
+        check_global_batch(state, path, self.config.optim.global_batch_size)
         if state["total_steps"] != self.total_steps:
             raise ConfigError(f"checkpoint {path} was trained for {state['total_steps']} steps, this run is set to "
                               f"{self.total_steps}: the learning-rate schedule would differ (start a new output_dir)")
@@ -498,15 +481,10 @@ class PostTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
-        per_step = self.per_device * self.dist.world_size
-        if state["samples_in_epoch"] % per_step:
-            raise ConfigError("checkpoint data position does not split over this world size / per-device batch")
-        self.micro_in_epoch = state["samples_in_epoch"] // per_step
+        self.batches.restore(state)
         rngs = state.get("rng") or []
         if self.dist.rank < len(rngs):
             set_rng_state(rngs[self.dist.rank])
-        self._iter = None
         log.info("resumed from %s at step %d", path, self.step)
         return True

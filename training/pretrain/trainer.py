@@ -24,6 +24,7 @@ from jala_policy.config import ConfigError
 from jala_policy.perceiver import ema_update_perceivers
 
 from .. import distributed as tdist
+from ..batches import ResumableBatches, check_global_batch
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import PretrainConfig
 from .data import Collator, MaskedSequenceDataset, ResumableDistributedSampler, SequenceBuilder, SyntheticTokenDataset
@@ -123,37 +124,22 @@ class PretrainTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
 
         self.step = 0
-        self.epoch = 0
-        self.micro_in_epoch = 0  # micro-batches this rank has taken from the current epoch
-        self._iter = None
+        base = self.dataset.base
+        self.batches = ResumableBatches(
+            self.sampler, self.per_device, self.dist.world_size,
+            lambda sampler: DataLoader(self.dataset, batch_size=self.per_device, sampler=sampler,
+                                       collate_fn=self.collator, num_workers=self.config.data.num_workers,
+                                       drop_last=True, pin_memory=self.device.type == "cuda"),
+            # e.g. random windows of training.data.HandVideoDataset
+            on_epoch=base.set_epoch if hasattr(base, "set_epoch") else None)
         self.history: list[dict] = []
         self._writer = None
         if cfg.run.resume:
             self.maybe_resume(cfg.run.resume)
 
     # --------------------------------------------------------------------------------------------- data
-    def _make_iter(self):
-        self.sampler.set_epoch(self.epoch)
-        if hasattr(self.dataset.base, "set_epoch"):  # e.g. random windows of training.data.HandVideoDataset
-            self.dataset.base.set_epoch(self.epoch)
-        self.sampler.set_start(self.micro_in_epoch * self.per_device)
-        loader = DataLoader(self.dataset, batch_size=self.per_device, sampler=self.sampler,
-                            collate_fn=self.collator, num_workers=self.config.data.num_workers, drop_last=True,
-                            pin_memory=self.device.type == "cuda")
-        return iter(loader)
-
     def next_micro_batch(self) -> dict:
-        if self._iter is None:
-            self._iter = self._make_iter()
-        try:
-            batch = next(self._iter)
-        except StopIteration:
-            self.epoch += 1
-            self.micro_in_epoch = 0
-            self._iter = self._make_iter()
-            batch = next(self._iter)
-        self.micro_in_epoch += 1
-        return batch
+        return self.batches.next()
 
     # --------------------------------------------------------------------------------------------- step
     def forward_backward(self, micro_batches: list[dict]) -> dict[str, float]:
@@ -260,8 +246,7 @@ class PretrainTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
-            "epoch": self.epoch,
-            "samples_in_epoch": self.micro_in_epoch * self.per_device * self.dist.world_size,
+            **self.batches.position(),
             "global_batch_size": self.config.optim.global_batch_size,
             "total_steps": self.total_steps,
             "world_size": self.dist.world_size,
@@ -284,20 +269,13 @@ class PretrainTrainer:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
         state = load_checkpoint(path)
-        if state["global_batch_size"] != self.config.optim.global_batch_size:
-            raise ConfigError(f"checkpoint {path} was trained with global batch {state['global_batch_size']}, this "
-                              f"run uses {self.config.optim.global_batch_size}: resuming would change the data order")
+        check_global_batch(state, path, self.config.optim.global_batch_size)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        self.epoch = int(state["epoch"])
-        per_step = self.per_device * self.dist.world_size
-        if state["samples_in_epoch"] % per_step:
-            raise ConfigError("checkpoint data position does not split over this world size / per-device batch")
-        self.micro_in_epoch = state["samples_in_epoch"] // per_step
+        self.batches.restore(state)
         rngs = state.get("rng") or []
         if self.dist.rank < len(rngs):
             set_rng_state(rngs[self.dist.rank])
-        self._iter = None
         return True
