@@ -32,6 +32,9 @@ import yaml
 from embodiment import ACTION_DT
 from jala_policy.config import PRESETS, ConfigError
 
+from ..pretrain.config import OptimConfig as PretrainOptimConfig
+from ..pretrain.config import _plain, read_yaml_mapping
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
@@ -83,32 +86,12 @@ class DataConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(PretrainOptimConfig):
+    """Pretraining's optimiser settings (same checks, same gradient accumulation) with B.1's defaults."""
+
     lr: float = 1e-4
     weight_decay: float = 1e-5
     betas: tuple[float, float] = (0.95, 0.999)
-    eps: float = 1e-8
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    per_device_batch_size: int = 16
-    global_batch_size: int = 128  # per-device batch x gradient accumulation x world size
-
-    def __post_init__(self):
-        self.betas = tuple(float(b) for b in self.betas)
-        if self.lr <= 0 or self.grad_clip <= 0:
-            raise ConfigError("optim.lr and optim.grad_clip must be positive")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError("optim.warmup_ratio must be in [0, 1)")
-        if self.per_device_batch_size < 1 or self.global_batch_size < 1:
-            raise ConfigError("batch sizes must be >= 1")
-
-    def grad_accum_steps(self, world_size: int) -> int:
-        per_step = self.per_device_batch_size * world_size
-        if self.global_batch_size % per_step:
-            raise ConfigError(f"global batch {self.global_batch_size} is not a multiple of per-device batch "
-                              f"{self.per_device_batch_size} x world size {world_size}")
-        return self.global_batch_size // per_step
 
 
 @dataclass
@@ -209,13 +192,7 @@ class PostTrainConfig:
             p = CONFIG_DIR / f"{path}.yaml"
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist (or name one of: {', '.join(PRESET_NAMES)})")
-        try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p} must hold a YAML mapping")
-        return cls.from_dict(d)
+        return cls.from_dict(read_yaml_mapping(p))
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
@@ -226,10 +203,3 @@ class PostTrainConfig:
     def warmup_steps(self) -> int:
         return int(math.ceil(self.optim.warmup_ratio * self.run.max_steps))
 
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj

@@ -235,10 +235,7 @@ class PretrainConfig:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
-        d = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"{p} must hold a YAML mapping")
-        return cls.from_dict(d)
+        return cls.from_dict(read_yaml_mapping(p))
 
     def dump(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
@@ -248,6 +245,17 @@ class PretrainConfig:
         if self.run.max_steps is not None:
             return self.run.max_steps
         return max(1, math.floor(num_samples * self.run.epochs / self.optim.global_batch_size))
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """The YAML mapping in ``path`` ({} for an empty file); ConfigError naming the file otherwise."""
+    try:
+        d = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} must hold a YAML mapping")
+    return d
 
 
 def _plain(obj: Any) -> Any:
