@@ -25,7 +25,6 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -191,8 +190,6 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None, help="save an mp4 of all rollouts (first camera)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    if args.policy != "expert" and not Path(args.policy).is_dir():
-        ap.error(f"--policy must be 'expert' or an existing checkpoint directory, got {args.policy!r}")
     try:
         summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
                            height=args.height, execute_steps=args.execute_steps, video=args.video,

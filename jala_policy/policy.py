@@ -193,7 +193,10 @@ class JalaPolicy(nn.Module):
         return self._latents_from_pixels(self._texture_pixels(first_view))
 
     def _latents_from_pixels(self, texture_pixels: torch.Tensor) -> torch.Tensor:
-        feats = self.texture_encoder(texture_pixels)
+        return self._latents_from_features(self.texture_encoder(texture_pixels))
+
+    def _latents_from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """LSP latents from the texture encoder's features of the current frame (used as both frames)."""
         return self.state_perceiver(feats, feats, self.hand)
 
     def _prompt(self, instruction: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,8 +245,7 @@ class JalaPolicy(nn.Module):
         image_embeds = image_embeds.to(self.device, self.dtype)
         latents = None
         if self.config.perceiver.use_state_tokens:
-            feats = texture.to(self.device, self.dtype)
-            latents = self.state_perceiver(feats, feats, self.hand)
+            latents = self._latents_from_features(texture.to(self.device, self.dtype))
         prompts = [self._prompt(instr) for instr in instructions]
         if len({p[0].shape[1] for p in prompts}) == 1:
             ids = torch.cat([p[0] for p in prompts])

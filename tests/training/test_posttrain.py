@@ -8,7 +8,6 @@ level that encodes the frame index (video compression keeps a flat frame within 
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from jala_policy.config import ConfigError
 from training.posttrain.config import PostTrainConfig
 from training.posttrain.data import DemoChunkDataset, EpisodeRef, load_datasets, split_episodes
 from tests.helpers import demo_frame_grey as grey
-from tests.helpers import write_demo_dataset
+from tests.helpers import free_port, write_demo_dataset
 
 H, W = 48, 64
 TASK = "water the plant"
@@ -201,12 +200,6 @@ def test_a_checkpoint_of_another_recipe_is_not_resumed(demo_dirs, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- DDP
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _grads(module) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None}
 
@@ -238,7 +231,7 @@ def test_two_gloo_processes_train_like_one(demo_dirs, tmp_path):
 
     roots = [str(demo_dirs["15"])]
     single = PostTrainer(tiny_config(tmp_path / "single", roots, max_steps=2))  # builds the feature cache first
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), roots), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), str(tmp_path), roots), nprocs=2, join=True)
     ddp = torch.load(tmp_path / "rank0.pt", weights_only=False)
     assert single.accum == 2 and ddp["accum"] == 1  # global batch 8: 1 process x 4 x 2, 2 processes x 4 x 1
     loss = single.forward_backward([single.next_micro_batch() for _ in range(single.accum)])

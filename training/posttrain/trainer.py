@@ -161,11 +161,12 @@ class PostTrainer:
         self.features = None
         if cfg.data.cache_features:
             parts = [p for p in (self.train_data, self.val_data) if p is not None]
-            if self.dist.is_main:
-                VisualFeatureCache.build(self.policy, parts, self.output_dir / "cache", num_workers=cfg.data.num_workers,
-                                         progress=cfg.run.progress)
+            if self.dist.is_main:  # computes what is missing; the other ranks then read the files it wrote
+                self.features = VisualFeatureCache.build(self.policy, parts, self.output_dir / "cache",
+                                                         num_workers=cfg.data.num_workers, progress=cfg.run.progress)
             tdist.barrier()
-            self.features = VisualFeatureCache.build(self.policy, parts, self.output_dir / "cache")
+            if not self.dist.is_main:
+                self.features = VisualFeatureCache.build(self.policy, parts, self.output_dir / "cache")
         self.policy.train()
         self.module = _LossModule(self.policy)
         if self.dist.enabled and cfg.run.distributed == "fsdp":
