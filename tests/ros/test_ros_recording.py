@@ -135,3 +135,26 @@ def test_three_expert_episodes_through_the_ros_graph_survive_a_killed_recorder(t
     _check_dataset(root, 3)
     assert not (root / "raw" / "episode_000003").exists() or len(_episodes(root)) == 4
     assert sorted(p.name for p in (root / "raw").iterdir())[:3] == [f"episode_{i:06d}" for i in range(3)]
+
+
+def test_shutdown_while_an_episode_waits_for_fresh_inputs_leaves_no_raw_bag(tmp_path):
+    """An episode requested (its raw bag open) but not yet begun when the recorder shuts down is dropped whole."""
+    import rclpy
+
+    from jala_ros.recorder_node import RecorderNode
+
+    root = tmp_path / "ds"
+    apply_loopback_env(DOMAIN + 1)
+    rclpy.init(domain_id=DOMAIN + 1)
+    try:
+        node = RecorderNode(overrides={"dataset": str(root), "image_width": W, "image_height": H,
+                                       "fps": float(FPS)})
+        ok, _ = node.start_episode()  # no camera or joint state is published: the episode stays pending
+        assert ok and node.recorder.starting and not node.recorder.recording
+        assert (root / "raw" / "episode_000000").is_dir()
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    assert not (root / "raw" / "episode_000000").exists()
+    info = json.loads((root / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 0

@@ -210,8 +210,11 @@ class RecorderNode(Node):
     def destroy_node(self):
         self._stop.set()
         self._thread.join(timeout=2.0)
-        if self.recorder.recording:  # a clean shutdown keeps nothing half-recorded: the episode in progress is dropped
+        # a clean shutdown keeps nothing half-recorded: the episode in progress, or one requested and still waiting
+        # for fresh inputs (its raw bag is already open), is dropped
+        if self.recorder.recording or self.recorder.starting:
             self.discard_episode()
+        self._close_bag(keep=False)
         self.writer.close()
         return super().destroy_node()
 
