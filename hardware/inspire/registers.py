@@ -1,6 +1,6 @@
 """Register map of the Inspire RH56 hand over Modbus, and helpers to encode/decode its blocks.
 
-Addressing (see /work/shared/reference/field-notes.md, "Inspire RH56 hand")
+Addressing (see the field notes, "Inspire RH56 hand")
     The hand's map is a *byte* map: 16-bit blocks of 6 values are 12 bytes long (ANGLE_SET 1486, FORCE_SET 1498)
     and 8-bit blocks of 6 values are 6 bytes long (ERROR 1606, STATUS 1612, TEMP 1618). Public drivers use the
     byte address as the Modbus register (PDU) address and read ``n_bytes / 2`` registers from there, e.g. the

@@ -1,6 +1,6 @@
 """Train the behaviour-cloning baseline (see ``training.bc_baseline.model``).
 
-    python -m training.bc_baseline --data /work/runs/data/water_plant --output runs/bc --steps 3000 --batch-size 64
+    python -m training.bc_baseline --data datasets/water_plant --output runs/bc --steps 3000 --batch-size 64
 
 Every frame of every episode of the datasets is a sample (``training.posttrain.data.DemoChunkDataset``: the
 state, the recorded 16-step chunk after it, and its padding mask). All frames are decoded once per episode and
