@@ -211,6 +211,30 @@ def test_discard_and_resume_after_close(tmp_path):
         LeRobotV3Writer.create(root, fps=FPS, features=robot_features({"front": (H, W)}))
 
 
+def test_discarding_an_av1_episode_closes_the_encoder_quietly(tmp_path, capfd):
+    """A discarded episode's encoder still gets its end of stream: SVT-AV1 prints nothing on the operator's
+    terminal (it complains "deinit called without sending EOS" otherwise), and a following episode saves."""
+    rng = np.random.default_rng(0)
+    w = LeRobotV3Writer.create(tmp_path / "ds", fps=15, features=robot_features({"front": (240, 320)}))
+
+    def frames(n):
+        for _ in range(n):  # noise keeps frames inside the encoder's look-ahead when the episode is dropped
+            w.add_frame({"observation.images.front": rng.integers(0, 255, (240, 320, 3), dtype=np.uint8),
+                         "observation.state": np.zeros(13, np.float32), "action": np.zeros(13, np.float32)})
+
+    w.start_episode("a")
+    frames(150)
+    w.discard_episode()
+    w.start_episode("a")
+    frames(5)
+    assert w.save_episode() == 0
+    w.close()
+    assert "EOS" not in capfd.readouterr().err
+    ds = LeRobotV3Dataset(tmp_path / "ds")
+    assert ds.info["features"]["observation.images.front"]["info"]["video.codec"] == "av1"
+    assert ds.info["total_frames"] == 5 and ds.decode_frames(0, "observation.images.front").shape[0] == 5
+
+
 def test_file_rotation(tmp_path):
     root = tmp_path / "ds"
     w = LeRobotV3Writer.create(root, fps=FPS, features=robot_features({"front": (H, W)}), video_codec="h264",

@@ -337,8 +337,8 @@ class _EpisodeVideoEncoder(threading.Thread):
                 for packet in stream.encode(frame):
                     packet.duration = 1  # in the codec time base 1/fps: the mp4 gets exact durations
                     container.mux(packet)
-            if not self._cancel.is_set():
-                for packet in stream.encode(None):
+            for packet in stream.encode(None):  # end of stream; a cancelled episode drops the packets (the
+                if not self._cancel.is_set():    # encoder still gets its EOS, or SVT-AV1 complains on stderr)
                     packet.duration = 1
                     container.mux(packet)
         except BaseException as exc:  # noqa: BLE001 - reported to the recording thread
