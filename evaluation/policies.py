@@ -143,7 +143,12 @@ def policy_input_hw(spec: str) -> tuple[int, int] | None:
     if kind == "checkpoint":
         from jala_policy.config import JalaPolicyConfig
 
-        hw = JalaPolicyConfig.from_dict(json.loads((d / "config.json").read_text())).input_image_hw
+        from jala_policy.config import ConfigError
+
+        try:
+            hw = JalaPolicyConfig.from_dict(json.loads((d / "config.json").read_text())).input_image_hw
+        except (ConfigError, ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            raise PolicySpecError(f"checkpoint {spec}: config.json is not a valid JalaPolicyConfig: {exc}") from exc
         return tuple(hw) if hw is not None else None
     return None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .policies import PolicySpecError, policy_kind
+from .policies import PolicySpecError, policy_input_hw
 from .simulated import evaluate
 
 TASKS = ["water_plant", "put_three_obj", "wipe_board"]
@@ -32,7 +32,7 @@ def parse_policy(text: str) -> tuple[str, str]:
         name = "expert" if text == "expert" else Path(text).name or text
     if not name or not spec:
         raise PolicySpecError(f"--policy {text!r}: expected name=spec")
-    policy_kind(spec)  # a one-line error now rather than after other policies ran
+    policy_input_hw(spec)  # its kind and config checked: a one-line error now rather than after other policies ran
     return name, spec
 
 

@@ -169,6 +169,25 @@ def test_load_policy_refuses_what_it_cannot_run(tmp_path):
     assert policy_kind("expert") == "expert"
 
 
+def test_both_clis_refuse_a_checkpoint_with_an_invalid_config_in_one_line(tmp_path, capsys):
+    """A JalaPolicy checkpoint whose config.json is invalid (here inference.noise_scale 0) is a one-line usage
+    error before any rollout, from python -m evaluation and python -m evaluation.table alike, not a traceback."""
+    from evaluation.simulated import main as evaluate_main
+    from evaluation.table import main as table_main
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "policy_heads.safetensors").write_bytes(b"")
+    (ckpt / "config.json").write_text(json.dumps({"inference": {"noise_scale": 0.0}}))
+    for main, argv in ((evaluate_main, ["--policy", str(ckpt)]), (table_main, ["--policy", "expert",
+                                                                                "--policy", f"bad={ckpt}"])):
+        with pytest.raises(SystemExit) as exc:
+            main(["--task", "water_plant", "--episodes", "1", *argv])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "Traceback" not in err
+        assert "config.json is not a valid JalaPolicyConfig" in err and "noise_scale" in err
+
+
 def test_evaluate_renders_at_the_checkpoints_input_size(tmp_path):
     """No --width/--height: the world renders at the checkpoint's input_image_hw; an explicit size of another
     aspect ratio stays the policy's clear error."""
