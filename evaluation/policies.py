@@ -141,9 +141,7 @@ def policy_input_hw(spec: str) -> tuple[int, int] | None:
         hw = json.loads((d / "bc_config.json").read_text()).get("record_hw")
         return (int(hw[0]), int(hw[1])) if hw else None
     if kind == "checkpoint":
-        from jala_policy.config import JalaPolicyConfig
-
-        from jala_policy.config import ConfigError
+        from jala_policy.config import ConfigError, JalaPolicyConfig
 
         try:
             hw = JalaPolicyConfig.from_dict(json.loads((d / "config.json").read_text())).input_image_hw
