@@ -213,8 +213,7 @@ class RecorderNode(Node):
         # a clean shutdown keeps nothing half-recorded: the episode in progress, or one requested and still waiting
         # for fresh inputs (its raw bag is already open), is dropped
         if self.recorder.recording or self.recorder.starting:
-            self.discard_episode()
-        self._close_bag(keep=False)
+            self.discard_episode()  # closes and deletes its raw bag
         self.writer.close()
         return super().destroy_node()
 
