@@ -98,3 +98,39 @@ def test_record_command_collects_expert_demonstrations(tmp_path):
     assert main(["--task", "water_plant", "--episodes", "1", "--root", str(root), "--width", "64", "--height",
                  "48", "--no-progress", "--seed", "5"]) == 0  # appends
     assert LeRobotV3Dataset(root).num_episodes == 3
+
+
+def test_action_margin_measures_steps_within_episodes_and_joint_limit_clearance(tmp_path, capsys):
+    """``python -m training.recording.action_margin``: the largest step between consecutive actions of an episode
+    (not across an episode boundary), the count of steps near the gate's max_step, and the smallest distance of
+    any action to the gate's joint limits (datasheet limit less the margin)."""
+    from embodiment import FR3_Q_MAX, READY_Q
+    from hardware.franka.safety import ArmSafetyLimits
+    from training.recording.action_margin import action_margin, main
+
+    lim = ArmSafetyLimits()
+    writer = LeRobotV3Writer.create(tmp_path / "ds", fps=15, features=robot_features({"cam": (H, W)}),
+                                    video_codec="h264")
+    episodes = [np.array(READY_Q) + np.outer(np.arange(10) * 0.05, np.eye(7)[1]),  # joint 2: 0.05 rad a step
+                np.array(READY_Q) + 1.0 + np.outer([0, 0.02, 0.115, 0.12], np.eye(7)[3])]  # 0.095 step, joint 4
+    episodes[1][:, 5] = FR3_Q_MAX[5] - lim.position_margin - 0.004  # joint 6 just inside the gate's limit
+    for arm in episodes:
+        writer.start_episode("t")
+        for q in arm:
+            action = np.concatenate([q, np.full(6, 500.0)]).astype(np.float32)
+            writer.add_frame({"observation.images.cam": np.zeros((H, W, 3), np.uint8),
+                              "observation.state": action, "action": action})
+        writer.save_episode()
+    writer.close()
+
+    m = action_margin(tmp_path / "ds", lim, near=0.9)
+    assert m.frames == 14 and m.fps == 15.0
+    # the +1.0 jump between the two episodes is not a step
+    np.testing.assert_allclose(m.max_step, [0, 0.05, 0, 0.095, 0, 0, 0], atol=1e-5)
+    assert m.near_steps == 1
+    assert m.limit_clearance[5] == pytest.approx(0.004, abs=1e-5) and m.limit_clearance.min() == m.limit_clearance[5]
+    assert main([str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert "max 0.095 (gate max_step 0.100)" in out and "1 step(s) above 0.9 x max_step" in out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing")])
