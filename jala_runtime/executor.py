@@ -16,6 +16,10 @@ The rules, the same on the robot (one follower per device node) and in the simul
   target it must reach at t[i] (``tick(now)``; a ``HandTicker`` thread calls it on the robot, the simulated
   evaluation once per action step). A new chunk replaces the schedule.
 
+Counters (the device nodes publish them in their diagnostics): ``chunks_executed``; ``chunks_refused``, every
+chunk not run, for whatever reason; ``chunks_skipped_late``, those of them skipped for timing only (stale, past
+its last waypoint, computed before the last recover); ``last_refusal``, why the last one was not run.
+
 Times are on the chunks' clock (``now`` arguments); the stall guard uses ``time.monotonic()``. Events (holds,
 refusals, skips, recoveries) go to ``on_event(level, message)`` ("info" | "warn" | "error") for the owner to log.
 """
@@ -63,7 +67,9 @@ class DeviceFollower:
         self.hold_stamp = 0.0  # time (chunk clock) at which the device accepted the hold command
         self.fault = ""  # non-empty: an ERROR-level condition (refused chunk, device error)
         self.chunks_executed = 0
-        self.chunks_refused = 0
+        self.chunks_refused = 0  # every chunk not run: held, malformed, gate, device error, and the skips below
+        self.chunks_skipped_late = 0  # of those, skipped for timing only: stale, past its last waypoint, pre-recover
+        self.last_refusal = ""  # why the last chunk was not run ('' until one was not)
         self.waypoints_dropped = 0
         self.recovered_at = -float("inf")  # chunks from observations before this are refused
         self._tick = time.monotonic()
@@ -119,9 +125,15 @@ class DeviceFollower:
         if hold:
             self.hold(reason)
 
+    def record_not_run(self, reason: str, late: bool = False) -> None:
+        """Count a chunk that does not run and keep why (diagnostics: ``last_refusal``)."""
+        self.chunks_refused += 1
+        self.chunks_skipped_late += int(late)
+        self.last_refusal = reason
+
     def refuse(self, reason: str) -> None:
         """A chunk that must not run (malformed, or refused by the device): count it, report, hold."""
-        self.chunks_refused += 1
+        self.record_not_run(reason)
         self.on_event("error", reason)
         self.set_fault(reason)
 
@@ -155,7 +167,7 @@ class DeviceFollower:
         """Execute this device's columns of ``chunk`` (a new chunk preempts the running one); True when it runs."""
         with self.lock:
             if self.check_stall() or self.held or self.device is None:
-                self.chunks_refused += 1
+                self.record_not_run(f"held ({self.hold_reason})" if self.held else "no device")
                 return False
             try:
                 part = chunk.select(self.joint_names)
@@ -165,15 +177,15 @@ class DeviceFollower:
                 return False
             why = self.refusal(part.stamp, now)
             if why:  # late or from before a reset, not malformed: skip it, keep going
-                self.chunks_refused += 1
+                self.record_not_run(f"skipped: {why}", late=True)
                 self.on_event("warn", f"skipping a chunk: {why}")
                 return False
             ahead, dropped = part.upcoming(now, self.config.min_lead_s)
             self.waypoints_dropped += dropped
             if ahead is None:
-                self.chunks_refused += 1
-                self.on_event("warn", f"chunk arrived after its last waypoint ({now - part.times[-1]:.3f} s late); "
-                                      "skipped")
+                late = f"chunk arrived after its last waypoint ({now - part.times[-1]:.3f} s late)"
+                self.record_not_run(f"skipped: {late}", late=True)
+                self.on_event("warn", f"{late}; skipped")
                 return False
             try:
                 self._execute(ahead, now)

@@ -405,6 +405,11 @@ def test_stale_chunks_and_waypoints_too_close_are_skipped(rig):
     q0 = rig.latest_q()[0]
     rig.publish_move(0.3, 1.5, stamp_age=age + 0.2)
     rig.wait(lambda: rig.arm.chunks_refused > refused, 2.0, "the stale chunk to be skipped")
+    # /diagnostics says why, and counts it as a timing skip
+    rig.wait(lambda: rig.diag.get("jala/arm", {}).get("last_refusal", "").startswith("skipped: stale"), 2.0,
+             "the skip's reason on /diagnostics")
+    d = rig.diag["jala/arm"]
+    assert int(d["chunks_skipped_late"]) >= 1 and int(d["chunks_refused"]) >= int(d["chunks_skipped_late"])
     time.sleep(0.5)
     assert rig.arm.chunks_executed == executed and not rig.arm.held
     assert abs(rig.latest_q()[0] - q0) < 0.005, "a stale chunk moved the arm"

@@ -3,8 +3,9 @@
 the arm and hand nodes execute its chunks.
 
 The checkpoint is the tiny preset post-trained for a few steps on a hand-made dataset of 320x240 frames (the
-simulated camera renders 256x192 through ROS: the same aspect ratio, which the policy accepts) whose actions stay within a few hundredths of a radian of the ready pose, so its chunks
-pass the arm's safety gate."""
+simulated camera renders 256x192 through ROS: the same aspect ratio, which the policy accepts) whose actions stay
+within a few hundredths of a radian of the ready pose, so its chunks pass the arm's safety gate. A chunk skipped
+as late on a loaded machine is allowed (the devices' diagnostics count those apart); one refused is not."""
 from __future__ import annotations
 
 import json
@@ -40,4 +41,7 @@ def test_a_posttrained_checkpoint_runs_in_the_policy_node_and_its_chunks_are_exe
     assert report["chunks_received"] >= 2, report
     arm, hand = report["arm"], report["hand"]  # the device nodes' diagnostics (strings)
     assert int(arm["chunks_executed"]) >= 1 and int(hand["chunks_executed"]) >= 1, report
-    assert int(arm["chunks_refused"]) == 0, report
+    # no chunk refused by the gate or the hand: a chunk skipped as late (a loaded machine) is the runtime's rule,
+    # not the checkpoint's doing
+    for dev in (arm, hand):
+        assert int(dev["chunks_refused"]) == int(dev["chunks_skipped_late"]), (dev["last_refusal"], report)

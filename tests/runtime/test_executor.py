@@ -116,6 +116,22 @@ def test_an_unsafe_or_malformed_chunk_holds_both_devices():
     assert "lacks joints ['inspire_middle']" in ex3.fault and ex3.held
 
 
+def test_each_chunk_not_run_is_counted_with_its_reason_and_timing_skips_apart():
+    ex, arm, _, _ = make(max_chunk_age_s=1.5)
+    assert not ex.submit(chunk(98.0), now=100.0)  # stale
+    assert ex.arm.last_refusal == "skipped: stale: its observation is 2.000 s old (max_chunk_age_s 1.5)"
+    assert not ex.submit(chunk(100.0), now=100.0 + 17 * ACTION_DT)  # not stale, but all 16 waypoints are due
+    a = ex.arm
+    assert (a.chunks_refused, a.chunks_skipped_late) == (2, 2) and not ex.held
+    assert a.last_refusal.startswith("skipped: chunk arrived after its last waypoint")
+    arm.refuse = "step of 0.150 rad on joint 2 above max_step 0.1"
+    assert not ex.submit(chunk(100.0), now=100.0)  # the gate: not a timing skip, and it holds
+    assert (a.chunks_refused, a.chunks_skipped_late) == (3, 2) and ex.held
+    assert "safety gate refused chunk: step of 0.150 rad" in a.last_refusal
+    assert not ex.submit(chunk(100.1), now=100.1)  # refused while held, and said so
+    assert (a.chunks_refused, a.chunks_skipped_late) == (4, 2) and a.last_refusal.startswith("held (safety gate")
+
+
 def test_a_stalled_process_holds_before_anything_queued_runs():
     ex, arm, hand, _ = make(stall_hold_s=0.05)
     ex.arm.check_stall()  # the guard ticks ...

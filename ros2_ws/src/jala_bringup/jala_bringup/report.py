@@ -39,10 +39,10 @@ def fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | N
         "latency_ms": {f"p{p}": float(np.percentile(m.chunk_latency, p) * 1e3) if m.chunk_latency
                        else float("nan") for p in (50, 99)},
         "policy_inference_ms": {p: float(m.policy_diag.get(f"inference_{p}_ms", "nan")) for p in ("p50", "p99")},
-        "arm": {k: m.arm_diag.get(k) for k in ("chunks_executed", "chunks_refused", "waypoints_dropped",
-                                                "held", "message")},
-        "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "commands_sent", "held",
-                                                 "message")},
+        "arm": {k: m.arm_diag.get(k) for k in ("chunks_executed", "chunks_refused", "chunks_skipped_late",
+                                                "last_refusal", "waypoints_dropped", "held", "message")},
+        "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "chunks_skipped_late",
+                                                 "last_refusal", "commands_sent", "held", "message")},
         "holds_during_rollout": sum(1 for h in holds if h["t_s"] <= t1 - t_run),  # the estop at the end comes after t1
         "completion": m.completion,
     })
@@ -76,6 +76,11 @@ def format_report(r: dict) -> str:
                      f"hand {r['hand'].get('chunks_executed')}"
                      f" (refused: arm {r['arm'].get('chunks_refused')}, hand {r['hand'].get('chunks_refused')}; "
                      f"past waypoints dropped {r['arm'].get('waypoints_dropped')})")
+        for dev in ("arm", "hand"):
+            d = r[dev]
+            if d.get("last_refusal"):
+                lines.append(f"  {dev}: {d.get('chunks_skipped_late')} of {d.get('chunks_refused')} refused chunk(s) "
+                             f"skipped as late; last refusal: {d['last_refusal']}")
         if "estop_hold_latency_ms" in r:
             e = r["estop_hold_latency_ms"]
             lines.append(f"  estop -> hold: arm {e['arm']:.1f} ms, hand {e['hand']:.1f} ms after the supervisor's "
@@ -92,4 +97,6 @@ def format_report(r: dict) -> str:
         lines.append(f"  completion ratio: {c.get('ratio', float('nan')):.2f}  {json.dumps(c)}")
     for e in r["errors"]:
         lines.append(f"  ERROR: {e}")
+    for w in r.get("stop_warnings", []):
+        lines.append(f"  WARNING: {w}")
     return "\n".join(lines)

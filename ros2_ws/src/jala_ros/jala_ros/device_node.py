@@ -75,6 +75,8 @@ class DeviceNode(Node):
     fault = property(lambda self: self.follower.fault if self.follower else "")
     chunks_executed = property(lambda self: self.follower.chunks_executed if self.follower else 0)
     chunks_refused = property(lambda self: self.follower.chunks_refused if self.follower else 0)
+    chunks_skipped_late = property(lambda self: self.follower.chunks_skipped_late if self.follower else 0)
+    last_refusal = property(lambda self: self.follower.last_refusal if self.follower else "")
     recovered_at = property(lambda self: self.follower.recovered_at if self.follower else 0.0)
 
     def _on_event(self, level: str, message: str) -> None:
@@ -158,7 +160,7 @@ class DeviceNode(Node):
         f = self.follower
         with f.lock:
             if f.check_stall() or f.held or f.device is None:
-                f.chunks_refused += 1
+                f.record_not_run(f"held ({f.hold_reason})" if f.held else "no device")
                 return
             try:
                 chunk = trajectory_to_chunk(msg)
@@ -183,7 +185,8 @@ class DeviceNode(Node):
         self.diag_pub.publish(diag_array(self, diag_status(
             self.DIAG_NAME, level, msg, self._hardware_id(), held=self.held, hold_reason=self.hold_reason,
             hold_stamp=f"{self.hold_stamp:.6f}", chunks_executed=self.chunks_executed,
-            chunks_refused=self.chunks_refused, states_published=self.states_published, **self._diag_values())))
+            chunks_refused=self.chunks_refused, chunks_skipped_late=self.chunks_skipped_late,
+            last_refusal=self.last_refusal, states_published=self.states_published, **self._diag_values())))
 
     @classmethod
     def run_process(cls, args=None) -> None:
