@@ -24,11 +24,12 @@ from tests.helpers import ROOT, use_ros_packages  # noqa: E402
 
 use_ros_packages()
 
+from jala_bringup.graph import NodeSpec  # noqa: E402
 from jala_bringup.ros_env import apply_loopback_env, loopback_env, open_file_targets  # noqa: E402
-from jala_bringup.run import ensure_checkpoint  # noqa: E402
+from jala_bringup.run import GraphProcesses, ensure_checkpoint  # noqa: E402
 from jala_bringup.shm_cleanup import stale_fastdds_segments  # noqa: E402
 
-DOMAIN = 61
+DOMAIN = 63  # its own domain: no other test file uses it
 EXIT_BUDGET_S = 8.0  # signal -> runner exited (hold, report, node processes stopped), on a loaded 2-core box
 
 
@@ -86,11 +87,12 @@ def observer(tmp_path_factory):
         rclpy.try_shutdown()
 
 
-def _start_runner(ckpt: str) -> tuple[subprocess.Popen, list[str]]:
+def _start_runner(ckpt: str, workdir: Path | None = None) -> tuple[subprocess.Popen, list[str]]:
     env = loopback_env(DOMAIN)
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch" / "run_task.py"), "water_plant", "--sim",
-                             "--duration", "120", "--domain-id", str(DOMAIN), "--checkpoint", ckpt],
+                             "--duration", "120", "--domain-id", str(DOMAIN), "--checkpoint", ckpt]
+                            + (["--workdir", str(workdir)] if workdir else []),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     lines: list[str] = []
     end = time.monotonic() + 150
@@ -107,10 +109,10 @@ def _start_runner(ckpt: str) -> tuple[subprocess.Popen, list[str]]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_runner_holds_reports_and_exits_on(sig, observer):
+def test_runner_holds_reports_and_exits_on(sig, observer, tmp_path):
     ckpt, arm = observer
     before = set(stale_fastdds_segments())
-    proc, lines = _start_runner(ckpt)
+    proc, lines = _start_runner(ckpt, tmp_path)
     children = _children(proc.pid)
     assert len(children) >= 3, f"node processes of the runner: {children}"
     t_sig = time.monotonic()
@@ -118,6 +120,7 @@ def test_runner_holds_reports_and_exits_on(sig, observer):
     out, _ = proc.communicate(timeout=30)
     took = time.monotonic() - t_sig
     text = "".join(lines) + out
+    assert "did not end within" not in text, text + _stack_dumps(tmp_path)  # every node ended on the runner's SIGINT
     assert took < EXIT_BUDGET_S, f"the runner took {took:.1f} s to exit after {sig.name}:\n{text}"
     assert proc.returncode == 128 + sig.value, text
     assert f"HOLD: runner received {sig.name}" in text  # the hold came first, with its reason
@@ -132,6 +135,52 @@ def test_runner_holds_reports_and_exits_on(sig, observer):
     time.sleep(0.5)
     assert not _alive(children), f"node processes left behind: {_alive(children)}"
     assert set(stale_fastdds_segments()) <= before, "shared-memory segments left behind"
+
+
+def _stack_dumps(workdir: Path) -> str:
+    """The thread stacks a stuck node process printed to its log (SIGUSR1 from the runner)."""
+    out = []
+    for log in sorted(workdir.glob("*.log")):
+        text = log.read_text(errors="replace")
+        if "most recent call first" in text:
+            out.append(f"\n--- {log.name}:\n" + text[text.index("Thread 0x") if "Thread 0x" in text else 0:][-4000:])
+    return "".join(out)
+
+
+HANGS_IN_SHUTDOWN = """
+import time
+from jala_ros.node_utils import init_ros
+init_ros(exit_with_parent=False)
+def hang_in_shutdown():
+    time.sleep(120)
+print("ready", flush=True)
+try:
+    while True:
+        time.sleep(0.05)
+except KeyboardInterrupt:  # SIGINT from the runner: the node's shutdown starts ... and never ends
+    hang_in_shutdown()
+"""
+
+
+def test_a_node_process_that_hangs_in_its_shutdown_is_killed_and_its_stacks_are_in_its_log(tmp_path):
+    """The runner's last resort: a node process still running ``timeout`` s after SIGINT (its handler already
+    ran, so it ignores SIGTERM) prints its threads' stacks on SIGUSR1 and is killed; ``stop`` names it."""
+    procs = GraphProcesses([], loopback_env(DOMAIN), tmp_path)
+    spec = NodeSpec("stuck", "jala_ros", "stuck_node", "stuck", "/jala", {})
+    p = procs._launch(spec, [sys.executable, "-c", HANGS_IN_SHUTDOWN])
+    procs.procs.append(p)
+    end = time.monotonic() + 60
+    while "ready" not in p.log.read_text() and time.monotonic() < end:
+        assert p.popen.poll() is None, p.log.read_text()
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    stuck = procs.stop(timeout=1.0)
+    took = time.monotonic() - t0
+    assert p.popen.returncode == -signal.SIGKILL, (p.popen.returncode, p.log.read_text())
+    assert len(stuck) == 1 and "stuck process did not end within 1 s of SIGINT and was killed" in stuck[0], stuck
+    assert str(p.log) in stuck[0]
+    assert "hang_in_shutdown" in p.log.read_text(), p.log.read_text()  # where it hung, from faulthandler
+    assert took < 1.0 + 0.2 + 2.0 + 1.0, took
 
 
 def test_runner_sigkill_takes_its_node_processes_with_it(observer):

@@ -103,18 +103,31 @@ class GraphProcesses:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 8.0) -> None:
+    def stop(self, timeout: float = 8.0) -> list[str]:
+        """SIGINT to every node process, then wait ``timeout`` s for all of them. One still running then gets
+        SIGUSR1 first (its threads' stacks go to its log: ``faulthandler``, registered by ``init_ros``), then
+        SIGTERM and, 2 s later, SIGKILL. Returns one line per process that had to be stopped that way ([] when
+        every process ended on SIGINT)."""
         for p in self.procs:
             if p.popen.poll() is None:
                 p.popen.send_signal(signal.SIGINT)
-        end = time.monotonic() + timeout
+        t0 = time.monotonic()
+        end = t0 + timeout
+        stuck: list[str] = []
         for p in self.procs:
             try:
                 p.popen.wait(timeout=max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
+                p.popen.send_signal(signal.SIGUSR1)
+                time.sleep(0.2)  # the stack dump reaches the log
                 p.popen.terminate()
+                how = "terminated"
                 try:
                     p.popen.wait(timeout=2.0)
                 except subprocess.TimeoutExpired:
                     p.popen.kill()
                     p.popen.wait()
+                    how = "killed"
+                stuck.append(f"the {p.spec.role} process did not end within {timeout:.0f} s of SIGINT and was {how} "
+                             f"(its threads' stacks at that moment are at the end of {p.log})")
+        return stuck

@@ -169,7 +169,9 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
             fill_report(report, monitor, args, t0, t1, t_run)
             monitor.close()
         if procs is not None:
-            procs.stop()
+            stuck = procs.stop()
+            if stuck:
+                report["stop_warnings"] = stuck  # printed with the report
         rclpy.try_shutdown()
     return report
 

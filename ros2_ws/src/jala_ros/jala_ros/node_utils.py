@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -123,6 +124,9 @@ def init_ros(args=None, exit_with_parent: bool = True) -> None:
 
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    # SIGUSR1 prints every thread's stack to stderr (the node's log): the runner sends it to a process that does
+    # not end after SIGINT, before it terminates it, so the log shows where the shutdown hung
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if exit_with_parent:
         watch_parent()
     warning = exposure_warning()
