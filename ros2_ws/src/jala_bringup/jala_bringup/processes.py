@@ -111,8 +111,7 @@ class GraphProcesses:
         for p in self.procs:
             if p.popen.poll() is None:
                 p.popen.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        end = t0 + timeout
+        end = time.monotonic() + timeout
         stuck: list[str] = []
         for p in self.procs:
             try:
