@@ -225,8 +225,8 @@ class ArmIK:
         self.workspace_clips += 1
         if self.workspace_clips == 1:
             log.warning("teleop target %s m is outside the workspace box [%s, %s]: clipped to %s (logged once per "
-                        "ArmIK instance; its workspace_clips counts them)", np.round(p, 3).tolist(), self.ws_min.tolist(),
-                        self.ws_max.tolist(), np.round(clipped, 3).tolist())
+                        "ArmIK instance; its workspace_clips counts them)", np.round(p, 3).tolist(),
+                        self.ws_min.tolist(), self.ws_max.tolist(), np.round(clipped, 3).tolist())
         pose[:3, 3] = clipped
         return pose, True
 
