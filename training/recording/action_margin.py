@@ -54,14 +54,13 @@ def action_margin(root: str | Path, limits: ArmSafetyLimits | None = None, near:
         raise ValueError(f"{root}: the dataset has no episodes")
     a = np.concatenate(actions)
     s = np.concatenate(steps) if steps else np.zeros((0, ARM_DOF))
-    lo = np.asarray(limits.q_min) + limits.position_margin
-    hi = np.asarray(limits.q_max) - limits.position_margin
+    largest = s.max(axis=1)  # per step: the joint that moved most
     return ActionMargin(
         fps=float(ds.fps), frames=len(a),
         max_step=s.max(axis=0) if len(s) else np.zeros(ARM_DOF),
-        p99_step=float(np.percentile(s.max(axis=1), 99)) if len(s) else 0.0,
-        near_steps=int(np.sum(s.max(axis=1) > near * limits.max_step)),
-        limit_clearance=np.minimum(a - lo, hi - a).min(axis=0))
+        p99_step=float(np.percentile(largest, 99)) if len(s) else 0.0,
+        near_steps=int(np.sum(largest > near * limits.max_step)),
+        limit_clearance=np.minimum(a - limits.q_lower, limits.q_upper - a).min(axis=0))
 
 
 def main(argv=None) -> int:
