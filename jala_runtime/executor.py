@@ -131,6 +131,14 @@ class DeviceFollower:
         self.chunks_skipped_late += int(late)
         self.last_refusal = reason
 
+    def refused_while_held(self) -> bool:
+        """Call under ``lock`` before anything else with a new chunk: True (the chunk counted as not run, with
+        why) when the device is held, its threads stalled, or it has no device."""
+        if self.check_stall() or self.held or self.device is None:
+            self.record_not_run(f"held ({self.hold_reason})" if self.held else "no device")
+            return True
+        return False
+
     def refuse(self, reason: str) -> None:
         """A chunk that must not run (malformed, or refused by the device): count it, report, hold."""
         self.record_not_run(reason)
@@ -166,8 +174,7 @@ class DeviceFollower:
     def submit(self, chunk: TimedChunk, now: float) -> bool:
         """Execute this device's columns of ``chunk`` (a new chunk preempts the running one); True when it runs."""
         with self.lock:
-            if self.check_stall() or self.held or self.device is None:
-                self.record_not_run(f"held ({self.hold_reason})" if self.held else "no device")
+            if self.refused_while_held():
                 return False
             try:
                 part = chunk.select(self.joint_names)

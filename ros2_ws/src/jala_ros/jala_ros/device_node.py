@@ -159,8 +159,7 @@ class DeviceNode(Node):
     def _on_chunk(self, msg: JointTrajectory) -> None:
         f = self.follower
         with f.lock:
-            if f.check_stall() or f.held or f.device is None:
-                f.record_not_run(f"held ({f.hold_reason})" if f.held else "no device")
+            if f.refused_while_held():  # before parsing: a held device does not judge the chunk
                 return
             try:
                 chunk = trajectory_to_chunk(msg)
