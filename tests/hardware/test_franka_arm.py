@@ -141,6 +141,11 @@ def arm(sim):
 @pytest.fixture
 def ready_arm(arm):
     """The arm at rest, error-free, within 0.35 rad of HOME on every joint (tests move it by small deltas)."""
+    return make_ready(arm)
+
+
+def make_ready(arm):
+    """Recover the arm if it is in error, let it settle, and bring it within 0.35 rad of HOME."""
     try:
         in_error = arm.read_state().in_error
     except DeviceError:  # e.g. the connection dropped when a loaded machine stalled franky-sim for > 1 s
@@ -253,8 +258,10 @@ def test_forward_kinematics_matches_robot_pose(ready_arm):
     # q_d computation overwrites, so O_T_EE cannot be compared with q there.)
 
 
-def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
-    arm = ready_arm
+def preempt_on_a_straight_line(arm: FrankaArm):
+    """Run a 2.1 s constant-speed chunk, preempt it halfway with the same line continued, and return (mean
+    commanded speed along the line over the 0.1 s before the hand-over, its minimum over the 0.4 s after, the first
+    chunk, the second chunk)."""
     v = np.array([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])
     u = v / np.linalg.norm(v)
     nominal = np.linalg.norm(v)
@@ -274,17 +281,40 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
         t_submit = time.monotonic()
         arm.execute(second, t_submit)
         settle(arm)
-    # the commanded speed along the line across the hand-over never drops (a stop-and-go would take it towards 0).
     # Judged on the command, which is what the driver decides: franky-sim's PD joints follow it with a lag and a
     # jitter that grow with the machine's load.
     _, _, dq_before = log.window(t_submit - 0.1, t_submit)
     _, _, dq_after = log.window(t_submit, t_submit + 0.4)
-    before, after = (dq_before @ u).mean(), (dq_after @ u).min()
-    assert before > 0.7 * nominal, f"the first chunk was too slow to test with ({before:.3f} rad/s)"
-    assert after > 0.7 * before, f"speed dipped to {after:.3f} rad/s after the hand-over (before: {before:.3f})"
+    return float((dq_before @ u).mean()), float((dq_after @ u).min()), first, second
+
+
+def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
+    """The commanded speed along the line never drops across the hand-over (a stop-and-go would take it to 0).
+
+    franky starts a preempting motion from the robot's reported q_d, dq_d and ddq_d. A real FR3 reports the command
+    it was sent; franky-sim reports finite differences over its own 1 ms steps, and when a loaded machine delays the
+    client's commands those differences are wrong by several times (seen here under one busy loop on 2 cores: 5 of
+    12 hand-overs dipped below 0.7x or reversed, none did unloaded). So a dip can be the simulator's, a stop-and-go
+    in the driver is in every attempt: the hand-over is tried up to three times and one smooth one passes. Every
+    attempt's figures are in the failure message."""
+    nominal = np.linalg.norm([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])
+    attempts = []
+    for attempt in range(3):
+        arm = ready_arm if attempt == 0 else make_ready(ready_arm)
+        try:
+            before, after, first, second = preempt_on_a_straight_line(arm)
+        except AssertionError as exc:  # the first chunk never got up to speed, or the arm never settled
+            attempts.append(str(exc))
+            continue
+        attempts.append(f"before {before:.3f} rad/s, lowest after {after:.3f} rad/s")
+        if before > 0.7 * nominal and after > 0.7 * before:
+            break
+    else:
+        pytest.fail("no hand-over kept the commanded speed above 0.7x the speed before it: " + "; ".join(attempts))
     # it ended at the second chunk's target, short of the first one's: the rest of the first chunk was dropped
     q = arm.read_state().q
     np.testing.assert_allclose(q, second.positions[-1], atol=0.01)
+    u = (first.positions[-1] - first.positions[0]) / np.linalg.norm(first.positions[-1] - first.positions[0])
     assert (first.positions[-1] - q) @ u > 0.1
     assert not arm.read_state().in_error
 
