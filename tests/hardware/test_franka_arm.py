@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -184,6 +186,32 @@ def test_connect_leaves_the_calling_threads_scheduling_alone(arm):
     arm.connect()
     assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == SCHEDULING_AT_IMPORT
     assert not arm.read_state().in_error
+
+
+def process_is_gone(pid: int) -> bool:
+    """No such process, or only its zombie is left (it has ended; its new parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_simulator_ends_when_the_process_that_started_it_is_killed():
+    """A test or benchmark that dies (SIGKILL here, the signal nothing can catch) must not leave franky-sim behind:
+    a leftover one spins at 1 kHz and slows every later timing-sensitive test on the machine."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "import time; from hardware.franka.sim_server import FrankySimProcess\n"
+                               "sim = FrankySimProcess(); sim.start(); print(sim.proc.pid, flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        sim_pid = int(starter.stdout.readline())
+        time.sleep(0.5)
+        assert not process_is_gone(sim_pid), "the simulator ended before its starter did"
+    finally:
+        starter.kill()
+        starter.wait()
+    wait_until(lambda: process_is_gone(sim_pid), timeout=10.0)
 
 
 @pytest.mark.safety
