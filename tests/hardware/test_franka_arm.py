@@ -321,10 +321,10 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
 
     franky starts a preempting motion from the robot's reported q_d, dq_d and ddq_d. A real FR3 reports the command
     it was sent; franky-sim reports finite differences over its own 1 ms steps, and when a loaded machine delays the
-    client's commands those differences are wrong by several times (seen here under one busy loop on 2 cores: 5 of
-    10 hand-overs dipped to zero or reversed, none of 8 did unloaded). So a dip can be the simulator's, a stop-and-go
-    in the driver is in every attempt: the hand-over is tried up to three times and one smooth one passes. Every
-    attempt's figures are in the failure message."""
+    client's commands those differences are wrong by several times (seen here with extra load on 2 cores: 5 of 10
+    hand-overs dipped to zero or reversed; on a quiet machine none of 8 did). So a dip can be the simulator's, while
+    a stop-and-go in the driver is in every attempt: the hand-over is tried up to three times and one smooth one
+    passes. Every attempt's figures are in the failure message."""
     nominal = np.linalg.norm([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])
     attempts = []
     for attempt in range(3):
