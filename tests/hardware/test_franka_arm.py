@@ -200,10 +200,10 @@ def process_is_gone(pid: int) -> bool:
 def test_the_simulator_ends_when_the_process_that_started_it_is_killed():
     """A test or benchmark that dies (SIGKILL here, the signal nothing can catch) must not leave franky-sim behind:
     a leftover one spins at 1 kHz and slows every later timing-sensitive test on the machine."""
-    starter = subprocess.Popen(
-        [sys.executable, "-c", "import time; from hardware.franka.sim_server import FrankySimProcess\n"
-                               "sim = FrankySimProcess(); sim.start(); print(sim.proc.pid, flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    script = ("import time; from hardware.franka.sim_server import FrankySimProcess\n"
+              "sim = FrankySimProcess(); sim.start(); print(sim.proc.pid, flush=True); time.sleep(60)")
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=repo_root)
     try:
         sim_pid = int(starter.stdout.readline())
         time.sleep(0.5)
