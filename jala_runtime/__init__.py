@@ -9,6 +9,7 @@
   the hold latch, the stall guard, the hand's waypoint schedule.
 - ``loop``: the inference thread the policy node runs (the simulated evaluation drives the same pieces with the
   world's simulated clock).
+- ``process``: child processes (the runner's nodes, franky-sim) that end with the process that started them.
 
 The ROS nodes (``ros2_ws/src/jala_ros``) are thin shells over these classes; ``evaluation/`` runs them in the
 simulated task world, so a simulated Completion Ratio tests the code path the robot runs.

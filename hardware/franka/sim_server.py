@@ -11,12 +11,13 @@ commanded ones by about 0.1 s x velocity; about 0.9x real time on a loaded 2-cor
 bound to 0.0.0.0 (ephemeral port) by franky-sim itself, but it only sends to the connected client's address.
 
 The simulator ends with the process that started it, however that one ends (an exception, a SIGKILL, a CI
-timeout): the child asks Linux for SIGTERM on its parent's death (``prctl(PR_SET_PDEATHSIG)``) before it runs
-franky-sim, so a crashed test or benchmark leaves no simulator spinning at 1 kHz behind it. Linux sends that
-signal when the *thread* that started the child ends, so start it from a thread that lives as long as it should.
+timeout; ``jala_runtime.process.die_with_parent``), so a crashed test or benchmark leaves no simulator spinning
+at 1 kHz behind it. Linux sends that signal when the *thread* that started the child ends, so start it from a
+thread that lives as long as it should.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from jala_runtime.process import die_with_parent
 
 _ADDR_RE = re.compile(r"Connect to the server using '([0-9.]+)'")
 
@@ -48,17 +51,16 @@ class FrankySimProcess:
         return "".join(self._lines)
 
     def start(self) -> str:
-        cmd = [self.python, "-u", "-m", "hardware.franka.sim_server", str(os.getpid()), "--simulator", self.simulator]
+        cmd = [self.python, "-u", "-m", "franky_sim.run_server", "--simulator", self.simulator]
         if self.requested_hostname:
             cmd += ["--hostname", self.requested_hostname]
         env = dict(os.environ)
-        repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
         env.update({"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                     "MKL_NUM_THREADS": "1"})
         env.update(self.extra_env)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     preexec_fn=functools.partial(die_with_parent, os.getpid()))
         threading.Thread(target=self._pump, name="franky-sim-output", daemon=True).start()
         deadline = time.monotonic() + self.startup_timeout_s
         while not self._found.wait(0.1):
@@ -107,21 +109,3 @@ def franky_sim_assets_dir() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("franky-sim is not installed")
     return os.path.join(list(spec.submodule_search_locations)[0], "assets")
-
-
-def _run_as_child(parent_pid: int, server_args: list[str]) -> None:
-    """Run franky-sim's server, ended by SIGTERM when ``parent_pid`` (the process that started it) dies."""
-    import ctypes
-    import runpy
-
-    pr_set_pdeathsig = 1
-    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        sys.exit(0)
-    sys.argv = ["franky_sim.run_server", *server_args]
-    runpy.run_module("franky_sim.run_server", run_name="__main__", alter_sys=True)
-
-
-if __name__ == "__main__":
-    _run_as_child(int(sys.argv[1]), sys.argv[2:])

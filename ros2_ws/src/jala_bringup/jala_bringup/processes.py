@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from jala_runtime.process import die_with_parent
+
 from .graph import NodeSpec, command_line, params_file_content
 
 SRC_DIR = Path(__file__).resolve().parents[2]  # ros2_ws/src when run from the sources
@@ -26,17 +28,6 @@ def python_path(env: dict[str, str]) -> str:
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     return os.pathsep.join(parts)
-
-
-def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
-    """In a child before exec: the kernel sends it ``sig`` when the runner's thread that started it dies
-    (Linux PR_SET_PDEATHSIG), so a SIGKILLed runner leaves no node publishing chunks."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
-    if os.getppid() != parent_pid:  # the runner died before prctl took effect
-        os._exit(1)
 
 
 @dataclass
