@@ -71,12 +71,32 @@ def commanded_q(arm: FrankaArm) -> np.ndarray:
 def settle(arm: FrankaArm, timeout: float = 6.0) -> None:
     """Motion finished and the simulated joints, which PD-lag the command, caught up with it. (Judged on positions:
     franky-sim's joints can chatter at ~0.08 rad/s with sub-milliradian amplitude, joint 7 especially.)"""
-    wait_until(arm.motion_finished, timeout)
+    try:
+        wait_until(arm.motion_finished, timeout)
+    except AssertionError:
+        raise AssertionError(f"the motion did not finish within {timeout} s; {robot_diagnosis(arm)}") from None
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         if np.abs(arm.read_state().q - commanded_q(arm)).max() < 1.5e-3:
             return
         time.sleep(0.01)
+
+
+def robot_diagnosis(arm: FrankaArm) -> str:
+    """What franky and franky-sim say, for a failure message: is the robot clock advancing, does franky think a
+    motion is in control, how far the command is from its target."""
+    try:
+        r = arm.robot
+        s0 = r.state
+        time.sleep(0.2)
+        s1 = r.state
+        return (f"robot clock advanced {s1.time.to_sec() - s0.time.to_sec():.3f} s in 0.2 s wall, is_in_control "
+                f"{r.is_in_control}, has_errors {r.has_errors}, robot_mode {s1.robot_mode}, "
+                f"|dq_d| max {np.abs(np.asarray(s1.dq_d)).max():.4f} rad/s, |q - q_d| max "
+                f"{np.abs(np.asarray(s1.q) - np.asarray(s1.q_d)).max():.4f} rad, "
+                f"driver error {arm.read_state().error_message!r}")
+    except Exception as exc:  # the diagnosis must not hide the failure it explains
+        return f"(no robot diagnosis: {exc!r})"
 
 
 class SpeedLog:
