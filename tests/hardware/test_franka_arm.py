@@ -306,11 +306,14 @@ def test_forward_kinematics_matches_robot_pose(ready_arm):
     # q_d computation overwrites, so O_T_EE cannot be compared with q there.)
 
 
+PREEMPT_VELOCITY = np.array([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])  # rad/s, the line the preemption test runs along
+
+
 def preempt_on_a_straight_line(arm: FrankaArm):
     """Run a 2.1 s constant-speed chunk, preempt it halfway with the same line continued, and return (mean
     commanded speed along the line over the 0.1 s before the hand-over, its minimum over the 0.4 s after, the first
     chunk, the second chunk)."""
-    v = np.array([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])
+    v = PREEMPT_VELOCITY
     u = v / np.linalg.norm(v)
     nominal = np.linalg.norm(v)
     q0 = arm.read_state().q
@@ -345,10 +348,12 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
     hand-overs dipped to zero or reversed; on a quiet machine none of 8 did). So a dip can be the simulator's, while
     a stop-and-go in the driver is in every attempt: the hand-over is tried up to three times and one smooth one
     passes. Every attempt's figures are in the failure message."""
-    nominal = np.linalg.norm([0.3, 0.0, 0.3, 0.3, 0.0, 0.0, 0.3])
+    arm = ready_arm
+    nominal = np.linalg.norm(PREEMPT_VELOCITY)
     attempts = []
     for attempt in range(3):
-        arm = ready_arm if attempt == 0 else make_ready(ready_arm)
+        if attempt:
+            make_ready(arm)
         try:
             before, after, first, second = preempt_on_a_straight_line(arm)
         except AssertionError as exc:  # the first chunk never got up to speed, or the arm never settled
@@ -362,8 +367,7 @@ def test_new_chunk_preempts_running_one_without_stopping(ready_arm):
     # it ended at the second chunk's target, short of the first one's: the rest of the first chunk was dropped
     q = arm.read_state().q
     np.testing.assert_allclose(q, second.positions[-1], atol=0.01)
-    u = (first.positions[-1] - first.positions[0]) / np.linalg.norm(first.positions[-1] - first.positions[0])
-    assert (first.positions[-1] - q) @ u > 0.1
+    assert (first.positions[-1] - q) @ (PREEMPT_VELOCITY / nominal) > 0.1
     assert not arm.read_state().in_error
 
 
