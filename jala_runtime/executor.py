@@ -73,6 +73,7 @@ class DeviceFollower:
         self.waypoints_dropped = 0
         self.recovered_at = -float("inf")  # chunks from observations before this are refused
         self._tick = time.monotonic()
+        self._tick_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ device hooks
     def _execute(self, chunk: TimedChunk, now: float) -> None:
@@ -89,11 +90,20 @@ class DeviceFollower:
         """Raise ChunkError when the device's columns are unacceptable."""
 
     # ------------------------------------------------------------------------------ the stall guard
+    def attach(self, device) -> None:
+        """Give the follower its device (connected after the follower was made: the robot nodes' startup). The
+        stall guard counts from here: nothing could be queued for a device before it was attached, and connecting
+        (imports, the driver's handshake) may keep the watch thread off the interpreter for a while."""
+        with self.lock, self._tick_lock:
+            self._tick = time.monotonic()
+            self.device = device
+
     def check_stall(self) -> bool:
         """Hold when the owner's threads stood still for longer than ``stall_hold_s`` since the last check; True
-        when it held."""
-        mono = time.monotonic()
-        with self.lock:
+        when it held. The tick has its own lock, never held across a device call: a chunk or a hold that keeps
+        ``lock`` for a while (franky preempting a motion on a loaded machine) is not a stall of the process."""
+        with self._tick_lock:
+            mono = time.monotonic()
             gap, self._tick = mono - self._tick, mono
         if gap > self.config.stall_hold_s and self.device is not None:
             self.set_fault(f"{self.label} node stalled for {gap:.2f} s (process stopped or starved): holding before "

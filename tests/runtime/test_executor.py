@@ -140,6 +140,50 @@ def test_a_stalled_process_holds_before_anything_queued_runs():
     assert ex.arm.held and "arm node stalled" in ex.arm.hold_reason and arm.executed == []
 
 
+def test_the_stall_guard_counts_from_when_the_device_is_attached():
+    """A robot node makes its follower, then connects the device (seconds of imports and handshake that can keep
+    the watch thread from ticking): that wait is not a stall of anything that could move."""
+    follower = HandFollower(None, FollowerConfig(stall_hold_s=0.05))
+    follower.check_stall()
+    time.sleep(0.1)  # connecting
+    follower.attach(RecordingHand())
+    assert not follower.check_stall() and not follower.held
+    time.sleep(0.1)  # a stall once attached still holds
+    assert follower.check_stall() and follower.held and "hand node stalled" in follower.hold_reason
+
+
+def test_a_slow_device_call_is_not_taken_for_a_stall():
+    """The watch thread keeps ticking while a chunk's device call holds the follower's lock for longer than
+    stall_hold_s (franky preempting a motion on a loaded machine): the process did not stand still, no hold."""
+    import threading
+
+    ex, arm, _, _ = make(stall_hold_s=0.05)
+    slow_execute = arm.execute
+
+    def execute(chunk, now):
+        time.sleep(0.2)
+        slow_execute(chunk, now)
+
+    arm.execute = execute
+    stop = threading.Event()
+    held_by_guard = []
+
+    def watch():
+        while not stop.wait(0.005):
+            held_by_guard.append(ex.arm.check_stall())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert ex.arm.submit(chunk(100.0), now=100.0)
+        time.sleep(0.05)
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(held_by_guard) > 20 and not any(held_by_guard) and not ex.arm.held, ex.arm.hold_reason
+    assert len(arm.executed) == 1
+
+
 def test_the_hand_ticker_follows_the_schedule_on_the_simulated_hand():
     """The thread the hand node runs, on the simulated world's hand (no physics stepping)."""
     pytest.importorskip("hardware.sim.world")

@@ -103,7 +103,7 @@ class DeviceNode(Node):
         return self._ros_time(min(device_stamp, time.monotonic()) if device_stamp > 0 else time.monotonic())
 
     def start(self, device) -> None:
-        self.follower.device = device
+        self.follower.attach(device)
         self._state_thread = threading.Thread(target=self._state_loop, name=f"{self.LABEL}-state", daemon=True)
         self._state_thread.start()
 
