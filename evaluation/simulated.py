@@ -14,8 +14,13 @@ builds the observation, the ``ChunkScheduler`` (inside a ``PolicyRunner``) decid
 (every ``execute_steps`` actions, since simulated inference takes no simulated time), and a ``ChunkExecutor``
 follows each chunk on the world's arm and hand (the arm gets the whole chunk, a new one preempts it; the hand
 follows its waypoint schedule, one target per action step). Only the clock differs: the world's simulated time
-on the action grid (k * action_dt; physics is stepped to within one 2 ms step of it), so rollouts are
-deterministic for a seed and run faster than real time when rendering allows.
+on the action grid (k * action_dt; physics is stepped to within one 2 ms step of it), so rollouts run faster
+than real time when rendering allows.
+
+Rollouts are deterministic for a seed: the episode seed sets the world, and the flow head's sampling noise is
+seeded too (chunk i of the episode with seed s samples with ``sampling_seed + s * SAMPLING_SEEDS_PER_EPISODE +
+i``). The same checkpoint on the same seeds gives the same table; ``--sampling-seed`` draws another set of noise
+on the same worlds (the spread it shows is the policy's, not the world's).
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from jala_runtime.scheduler import ChunkScheduler
 from .policies import PolicySpecError, load_policy, policy_input_hw
 
 DEFAULT_HW = (480, 640)  # (H, W) rendered for a policy that declares no frame size
+SAMPLING_SEEDS_PER_EPISODE = 100_000  # chunk sampling seeds of one episode never reach the next episode's
 
 NO_IMAGE = np.zeros((0, 0, 3), np.uint8)
 
@@ -55,10 +61,10 @@ class EpisodeResult:
 
 def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE_STEPS,
                 max_seconds: float | None = None, frames: list | None = None,
-                video_camera: str | None = None) -> EpisodeResult:
+                video_camera: str | None = None, sampling_seed: int = 0) -> EpisodeResult:
     """One rollout; returns its Completion Ratio. ``policy``: an ``ExpertPolicy`` / ``BCPolicy`` /
     ``CheckpointPolicy`` (anything with ``predict(...) -> TimedChunk``). ``frames`` (a list) collects RGB frames
-    for a video."""
+    for a video. The policy samples chunk i with seed ``sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE + i``."""
     world.reset(seed)
     if hasattr(policy, "reset"):
         policy.reset()
@@ -69,7 +75,7 @@ def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE
     uses_images = bool(getattr(policy, "uses_images", True))
     observations = ObservationAssembler(len(cams), max_age_s=dt)
     runner = PolicyRunner(policy, ChunkScheduler(dt, execute_steps, int(getattr(policy, "horizon", 16))),
-                          observations)
+                          observations, seed=sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE)
     clock = [world.sim_time]
     # the nodes' defaults, except the stall guard: a stepped world has no threads that could stall
     executor = ChunkExecutor(world.arm, world.hand, FollowerConfig(min_lead_s=0.03, stall_hold_s=math.inf),
@@ -122,6 +128,7 @@ class Summary:
     variant: str
     policy: str
     episodes: list[EpisodeResult] = field(default_factory=list)
+    sampling_seed: int = 0
 
     @property
     def mean_completion_ratio(self) -> float:
@@ -129,7 +136,7 @@ class Summary:
 
     def to_json(self) -> dict:
         return {"task": self.task, "variant": self.variant, "policy": self.policy,
-                "mean_completion_ratio": self.mean_completion_ratio,
+                "sampling_seed": self.sampling_seed, "mean_completion_ratio": self.mean_completion_ratio,
                 "episodes": [asdict(e) for e in self.episodes]}
 
 
@@ -143,13 +150,15 @@ def render_size(policy_spec: str, width: int | None = None, height: int | None =
 
 def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int, *, width: int | None = None,
              height: int | None = None, execute_steps: int = EXECUTE_STEPS, video: str | None = None,
-             progress: bool = True, device: str | None = None, max_seconds: float | None = None) -> Summary:
-    """``episodes`` rollouts with seeds ``seed``, ``seed + 1``, ... (``width``/``height`` None: ``render_size``)."""
+             progress: bool = True, device: str | None = None, max_seconds: float | None = None,
+             sampling_seed: int = 0) -> Summary:
+    """``episodes`` rollouts with seeds ``seed``, ``seed + 1``, ... (``width``/``height`` None: ``render_size``);
+    ``sampling_seed`` picks the policy's sampling noise (see the module's doc)."""
     width, height = render_size(policy_spec, width, height)
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width, render_height=height))
     try:
         policy = load_policy(policy_spec, world, device=device)
-        summary = Summary(task, variant, policy_spec)
+        summary = Summary(task, variant, policy_spec, sampling_seed=sampling_seed)
         frames: list | None = [] if video else None
         seeds = [seed + i for i in range(episodes)]
         bar = None
@@ -157,7 +166,8 @@ def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int
             from tqdm import tqdm
             bar = tqdm(seeds, desc=f"{task}/{variant}", unit="ep", file=sys.stderr)
         for s in (bar if bar is not None else seeds):
-            res = run_episode(world, policy, s, execute_steps=execute_steps, frames=frames, max_seconds=max_seconds)
+            res = run_episode(world, policy, s, execute_steps=execute_steps, frames=frames, max_seconds=max_seconds,
+                              sampling_seed=sampling_seed)
             summary.episodes.append(res)
             if bar is not None:
                 bar.set_postfix(cr=f"{summary.mean_completion_ratio:.2f}")
@@ -185,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--execute-steps", type=int, default=EXECUTE_STEPS,
                     help="actions executed per chunk before re-planning")
     ap.add_argument("--max-seconds", type=float, default=None, help="episode limit in sim seconds (task default)")
+    ap.add_argument("--sampling-seed", type=int, default=0,
+                    help="another set of the policy's sampling noise on the same worlds (default 0)")
     ap.add_argument("--device", default=None, help="torch device for a checkpoint (default: cuda if available)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     ap.add_argument("--video", default=None, help="save an mp4 of all rollouts (first camera)")
@@ -193,7 +205,8 @@ def main(argv=None) -> int:
     try:
         summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
                            height=args.height, execute_steps=args.execute_steps, video=args.video,
-                           progress=not args.no_progress, device=args.device, max_seconds=args.max_seconds)
+                           progress=not args.no_progress, device=args.device, max_seconds=args.max_seconds,
+                           sampling_seed=args.sampling_seed)
     except PolicySpecError as exc:
         ap.error(str(exc))
     if args.json:

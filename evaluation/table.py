@@ -47,7 +47,8 @@ def summarise(name: str, summary) -> dict:
             if summary.episodes else 0.0,
             "subtask_success": {k: float(np.mean([e.subtasks.get(k, False) for e in summary.episodes]))
                                 for k in subtasks},
-            "seeds": [e.seed for e in summary.episodes], "completion_ratios": crs.tolist(),
+            "sampling_seed": summary.sampling_seed, "seeds": [e.seed for e in summary.episodes],
+            "completion_ratios": crs.tolist(),
             "stopped": [e.stopped for e in summary.episodes]}
 
 
@@ -109,6 +110,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=None)
     ap.add_argument("--height", type=int, default=None)
     ap.add_argument("--max-seconds", type=float, default=None)
+    ap.add_argument("--sampling-seed", type=int, default=0,
+                    help="another set of the policies' sampling noise on the same worlds (evaluation.simulated)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", default=None, help="also write every row (with per-episode results) to this file")
     ap.add_argument("--no-progress", action="store_true")
@@ -121,7 +124,8 @@ def main(argv=None) -> int:
         ap.error("two policies have the same name: give them names (name=spec)")
     rows = run_table(args.task, args.variants, policies, args.episodes, args.seed,
                      log=lambda m: print(m, file=sys.stderr, flush=True), width=args.width, height=args.height,
-                     max_seconds=args.max_seconds, device=args.device, progress=not args.no_progress)
+                     max_seconds=args.max_seconds, device=args.device, progress=not args.no_progress,
+                     sampling_seed=args.sampling_seed)
     print(markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"episodes": args.episodes, "seed": args.seed, "rows": rows}, indent=2))

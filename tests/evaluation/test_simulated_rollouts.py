@@ -90,6 +90,43 @@ def test_evaluate_runs_a_jala_checkpoint(tmp_path):
     assert 0.0 <= summary.mean_completion_ratio <= 1.0
 
 
+def test_a_rollout_samples_with_seeds_set_by_the_episode_seed_and_the_sampling_seed():
+    """The flow head's noise is seeded per chunk: the same episode seed gives the same seeds (a checkpoint scores
+    the same on a re-run), another episode or --sampling-seed gives other ones (seeded predict is reproducible:
+    tests/policy/test_fast_inference.py)."""
+    from evaluation.policies import ExpertPolicy
+    from evaluation.simulated import SAMPLING_SEEDS_PER_EPISODE, run_episode
+
+    class SeedRecorder(ExpertPolicy):
+        uses_images = False
+
+        def __init__(self, world):
+            super().__init__(world)
+            self.seeds = []
+
+        def predict(self, images, instruction, proprio, timestamp=None, seed=None):
+            self.seeds.append(seed)
+            return super().predict(images, instruction, proprio, timestamp=timestamp, seed=seed)
+
+    w = make()
+    try:
+        policy = SeedRecorder(w)
+
+        def seeds(seed, **kw):
+            policy.seeds = []
+            run_episode(w, policy, seed, max_seconds=2.0, **kw)
+            return list(policy.seeds)
+
+        first = seeds(7)
+        assert len(first) >= 3 and first == list(range(7 * SAMPLING_SEEDS_PER_EPISODE,
+                                                       7 * SAMPLING_SEEDS_PER_EPISODE + len(first)))
+        assert seeds(7) == first
+        assert set(seeds(8)).isdisjoint(first)
+        assert seeds(7, sampling_seed=5) == [s + 5 for s in first]
+    finally:
+        w.close()
+
+
 def test_an_unsafe_chunk_stops_the_rollout_with_both_devices_held():
     """A policy whose chunk the FR3 gate refuses (a 1 rad jump of joint 1): the episode ends with a safety stop
     naming the gate's reason, arm and hand hold, and nothing of that chunk ran."""
