@@ -100,8 +100,8 @@ class DeviceFollower:
 
     def check_stall(self) -> bool:
         """Hold when the owner's threads stood still for longer than ``stall_hold_s`` since the last check; True
-        when it held. The tick has its own lock, never held across a device call: a chunk or a hold that keeps
-        ``lock`` for a while (franky preempting a motion on a loaded machine) is not a stall of the process."""
+        when it held. The tick has its own lock, never held across a device call: a call that keeps ``lock`` for a
+        while (the FR3's hold waits about 0.25 s for the arm to come to rest) is not a stall of the process."""
         with self._tick_lock:
             mono = time.monotonic()
             gap, self._tick = mono - self._tick, mono

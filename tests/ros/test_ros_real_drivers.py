@@ -28,13 +28,12 @@ DOMAIN = 47
 @pytest.fixture(scope="module")
 def real_graph(tmp_path_factory):
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
     from hardware.franka.sim_server import FrankySimProcess
     from hardware.inspire.emulator import InspireEmulatorConfig, InspireHandEmulator
-    from diagnostic_msgs.msg import DiagnosticArray
-
     from jala_ros.conversions import CHUNK_QOS, STATE_QOS
     from jala_ros.parameters import DIAGNOSTICS_TOPIC
 
@@ -56,7 +55,7 @@ def real_graph(tmp_path_factory):
         state = {"arm": [], "hand": [], "diagnostics": {}}
         node.create_subscription(JointState, "/jala/arm/joint_states", lambda m: state["arm"].append(m), STATE_QOS)
         node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, lambda m: state["diagnostics"].update(
-            {s.name: (s.message, {kv.key: kv.value for kv in s.values}) for s in m.status}), 10)
+            {s.name: {"message": s.message} | {kv.key: kv.value for kv in s.values} for s in m.status}), 10)
         node.create_subscription(JointState, "/jala/hand/joint_states", lambda m: state["hand"].append(m),
                                  STATE_QOS)
         pub = node.create_publisher(JointTrajectory, "/jala/action_chunk", CHUNK_QOS)
@@ -68,6 +67,9 @@ def real_graph(tmp_path_factory):
             dead = procs.dead()
             assert not dead, f"{dead[0].spec.role} exited:\n{procs.tail(dead[0])}"
             assert time.monotonic() < end, "no joint states from the real-driver nodes"
+            time.sleep(0.05)
+        while pub.get_subscription_count() < 2:  # the arm and hand nodes discovered the chunk publisher
+            assert time.monotonic() < end, "the arm and hand nodes did not subscribe to the chunk topic"
             time.sleep(0.05)
         yield node, pub, state
         spin.close()
@@ -81,15 +83,16 @@ def real_graph(tmp_path_factory):
 
 
 def arm_diagnostics(state) -> dict[str, str]:
-    """The values of the arm node's last diagnostics ({} before the first)."""
-    return next((values for name, (_, values) in state["diagnostics"].items() if "jala/arm" in name), {})
+    """The arm node's last diagnostics: its message and values ({} before the first)."""
+    return next((values for name, values in state["diagnostics"].items() if "jala/arm" in name), {})
 
 
 def arm_report(state) -> str:
     """What the arm node last said about itself (held, fault, chunks executed / skipped late / refused)."""
-    keys = ("held", "hold_reason", "chunks_executed", "chunks_skipped_late", "chunks_refused", "last_refusal")
-    found = [(msg, values) for name, (msg, values) in state["diagnostics"].items() if "jala/arm" in name]
-    return "; ".join(f"{msg}: " + ", ".join(f"{k}={v[k]}" for k in keys if k in v) for msg, v in found) or "none"
+    keys = ("message", "held", "hold_reason", "chunks_executed", "chunks_skipped_late", "chunks_refused",
+            "last_refusal")
+    diag = arm_diagnostics(state)
+    return ", ".join(f"{k}={diag[k]}" for k in keys if k in diag) or "none"
 
 
 def wait_for_joint0(state, target: float, timeout_s: float = 10.0, tol: float = 0.005) -> np.ndarray:
@@ -118,7 +121,6 @@ def test_real_arm_and_hand_nodes_follow_a_chunk(real_graph):
     arm = q0[None].repeat(n, 0)
     arm[:, 0] += 0.15 * np.arange(1, n + 1) / n
     actions = np.hstack([arm, np.full((n, 6), 300.0)])
-    time.sleep(0.5)  # discovery of the publisher
     pub.publish(trajectory_msg(actions, ts, stamp, CHUNK_JOINT_NAMES))
     time.sleep(1.8)  # the chunk's last waypoint
     q = wait_for_joint0(state, q0[0] + 0.15)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
@@ -154,9 +155,7 @@ def test_the_stall_guard_counts_from_when_the_device_is_attached():
 
 def test_a_slow_device_call_is_not_taken_for_a_stall():
     """The watch thread keeps ticking while a chunk's device call holds the follower's lock for longer than
-    stall_hold_s (franky preempting a motion on a loaded machine): the process did not stand still, no hold."""
-    import threading
-
+    stall_hold_s (the FR3's hold waiting for the arm to come to rest): the process did not stand still, no hold."""
     ex, arm, _, _ = make(stall_hold_s=0.05)
     slow_execute = arm.execute
 
