@@ -8,7 +8,9 @@ Chunk execution
     ``minimum_time`` = t[i] - t[i-1] (ms resolution; cumulative rounding so the chunk does not drift) and, with
     ``ChunkInterpolation.VIA_VELOCITY``, a pass-through velocity from the central difference of its neighbours
     (the robot's current commanded position counts as the point at t = 0; zero at the last waypoint, so a chunk
-    that is not followed by another ends at rest and the arm holds there). Via-point speeds are scaled down
+    that is not followed by another ends at rest and the arm holds there). Each waypoint also gets
+    ``max_total_duration`` = its segment, and an untimed waypoint at the final target closes the motion; so the
+    chunk keeps its schedule when 1 kHz cycles are missed (see ``_build_motion``). Via-point speeds are scaled down
     (direction kept, positions untouched) to ``via_velocity_fraction`` of franky's effective velocity limits,
     because Ruckig refuses target velocities above them.
 
@@ -284,11 +286,17 @@ class FrankaArm(Arm):
             over = np.max(np.abs(vel) / self._via_cap, axis=1)
             scale = np.where(over > 1.0, 1.0 / np.maximum(over, 1e-12), 1.0)
             vel *= scale[:, None]
+        # Each timed waypoint hands over to the next at its nominal time (max_total_duration) even when franky has
+        # not called it reached: after a missed 1 kHz cycle franky extrapolates the state and Ruckig re-plans the
+        # segment with its full minimum_time from that moment, so under frequent misses a segment would never finish
+        # and the arm would crawl. A last, untimed waypoint at the final target then brings the arm to rest there.
         waypoints = [
             franky.JointWaypoint(franky.JointState(pos[i].astype(np.float64), vel[i].astype(np.float64)),
-                                 minimum_time=franky.Duration(int(seg_ms[i])))
+                                 minimum_time=franky.Duration(int(seg_ms[i])),
+                                 max_total_duration=franky.Duration(int(seg_ms[i])))
             for i in range(pos.shape[0])
         ]
+        waypoints.append(franky.JointWaypoint(franky.JointState(pos[-1].astype(np.float64), np.zeros(ARM_DOF))))
         return franky.JointWaypointMotion(waypoints, return_when_finished=True)
 
     def _send(self, motion, kind: str) -> MotionRecord:

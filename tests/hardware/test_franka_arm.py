@@ -266,6 +266,37 @@ def test_execute_chunk_reaches_final_target(ready_arm):
     assert np.all(np.diff(progress) > -0.01)
 
 
+def test_a_chunk_keeps_its_schedule_when_control_cycles_are_missed(ready_arm, monkeypatch):
+    """A host that misses 1 kHz cycles (no real-time kernel, a loaded machine) must not slow a chunk down. After a
+    missed cycle franky extrapolates the state and Ruckig re-plans the current segment with its whole minimum_time
+    from that moment; with misses more often than one segment (67 ms) the arm crawled and the chunk never finished.
+    Here franky's control thread is made to miss cycles on purpose: every 10th cycle it sleeps 3 ms."""
+    arm = ready_arm
+    cycles = []
+
+    def missing_cycles(state, _dt, _rel, _abs, _signal):
+        cycles.append((state.time.to_sec(), _dt.to_sec()))
+        if len(cycles) % 10 == 0:
+            time.sleep(0.003)
+
+    send = arm._send
+
+    def send_with_missed_cycles(motion, kind):
+        motion.register_callback(missing_cycles)
+        return send(motion, kind)
+
+    monkeypatch.setattr(arm, "_send", send_with_missed_cycles)
+    q0 = arm.read_state().q
+    chunk = smooth_move(q0, [0.25, -0.2, 0.2, 0.25, 0.3, 0.2, 0.35])
+    run(arm, chunk)
+    settle(arm)
+    missed = sum(1 for _, dt in cycles if dt > 0.0015)
+    assert missed >= 10, f"the test did not make franky miss cycles ({missed} of {len(cycles)})"
+    took = cycles[-1][0] - cycles[0][0]  # on the robot's clock
+    assert took < chunk.time_from_start[-1] + 0.25, f"the chunk took {took:.2f} s ({missed} cycles missed)"
+    np.testing.assert_allclose(arm.read_state().q, chunk.positions[-1], atol=0.01)
+
+
 @pytest.mark.safety
 def test_execute_reads_the_chunk_on_the_callers_clock(ready_arm):
     """execute(chunk, now): the FR3 columns of a full action chunk (arm + hand, any column order) run at their
