@@ -178,7 +178,7 @@ class InferenceConfig:
     head_backend: str = "torch"
     # Scale of the sampler's starting noise A^0 ~ N(0, noise_scale^2 I) (every backend). 1.0 is the paper's
     # N(0, I); a lower "temperature" trades diversity for smoother chunks from a head whose velocity field is
-    # not yet exact (the CPU-trained sim-small policies use 0.5).
+    # not yet exact (the CPU-trained sim-small policies use 0.25).
     noise_scale: float = 1.0
     cuda_graph: bool = True  # fast path on CUDA only; ignored on other devices
     # Where the ONNX export of the head is written (onnxruntime backend); None: a temporary directory.
