@@ -10,6 +10,7 @@ tests/hardware/test_arm_safety_gate.py.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -266,46 +267,70 @@ def test_execute_chunk_reaches_final_target(ready_arm):
     assert np.all(np.diff(progress) > -0.01)
 
 
-def test_a_chunk_keeps_its_schedule_when_control_cycles_are_missed(sim, ready_arm, monkeypatch):
+def test_a_chunk_keeps_its_schedule_when_control_cycles_are_missed(monkeypatch):
     """A host that misses 1 kHz cycles (no real-time kernel, a loaded machine) must not slow a chunk down. After a
     missed cycle franky extrapolates the state and Ruckig re-plans the current segment with its whole minimum_time
     from that moment; with misses more often than one segment (67 ms) the arm crawled and the chunk never finished.
-    Here cycles are lost on purpose: franky-sim shares one CPU with two busy processes while the chunk runs."""
-    arm = ready_arm
-    cycles = []
-    send = arm._send
-
-    def send_logging_cycles(motion, kind):
-        motion.register_callback(lambda state, dt, *_: cycles.append((state.time.to_sec(), dt.to_sec())))
-        return send(motion, kind)
-
-    monkeypatch.setattr(arm, "_send", send_logging_cycles)
-    cpu = sorted(os.sched_getaffinity(0))[0]
-    sim_cpus = os.sched_getaffinity(sim.proc.pid)
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
-    try:
-        for pid in [sim.proc.pid] + [b.pid for b in busy]:
-            os.sched_setaffinity(pid, {cpu})
-        q0 = arm.read_state().q
-        chunk = smooth_move(q0, [0.25, -0.2, 0.2, 0.25, 0.3, 0.2, 0.35])
-        run(arm, chunk)
+    Here cycles are lost on purpose: a franky-sim of its own (it is not fit for the other tests afterwards) shares
+    one CPU with two busy processes while the chunk runs."""
+    with FrankySimProcess(simulator="mujoco") as sim2:
+        arm = FrankaArm(FrankaArmConfig(robot_ip=sim2.hostname, realtime="ignore", relative_dynamics_factor=0.5))
+        arm.connect()
         try:
-            wait_until(arm.motion_finished, 6.0 + chunk.time_from_start[-1])
-        except AssertionError:
-            pass  # judged below, on the robot's clock
-    finally:
-        for b in busy:
-            b.kill()
-            b.wait()
-        os.sched_setaffinity(sim.proc.pid, sim_cpus)
-    missed = sum(1 for _, dt in cycles if dt > 0.0015)
-    assert missed >= 10, f"the test did not make franky miss cycles ({missed} of {len(cycles)})"
-    assert arm.motion_finished(), f"the chunk had not finished after {cycles[-1][0] - cycles[0][0]:.2f} s " \
-                                  f"of robot time ({missed} cycles missed)"
-    took = cycles[-1][0] - cycles[0][0]  # on the robot's clock
-    assert took < chunk.time_from_start[-1] + 0.25, f"the chunk took {took:.2f} s ({missed} cycles missed)"
-    settle(arm)
-    np.testing.assert_allclose(arm.read_state().q, chunk.positions[-1], atol=0.01)
+            cycles = []
+            send = arm._send
+
+            def send_logging_cycles(motion, kind):
+                motion.register_callback(lambda state, dt, *_: cycles.append((state.time.to_sec(), dt.to_sec())))
+                return send(motion, kind)
+
+            monkeypatch.setattr(arm, "_send", send_logging_cycles)
+            q0 = arm.read_state().q
+            chunk = smooth_move(q0, [0.25, -0.2, 0.2, 0.25, 0.3, 0.2, 0.35])
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+            try:
+                cpu = sorted(os.sched_getaffinity(0))[0]
+                for tid in [int(t) for t in os.listdir(f"/proc/{sim2.proc.pid}/task")] + [b.pid for b in busy]:
+                    os.sched_setaffinity(tid, {cpu})  # affinity is per thread
+                run(arm, chunk)
+                with contextlib.suppress(AssertionError):  # judged below, on the robot's clock
+                    wait_until(arm.motion_finished, 6.0 + chunk.time_from_start[-1])
+            finally:
+                for b in busy:
+                    b.kill()
+                    b.wait()
+            missed = sum(1 for _, dt in cycles if dt > 0.0015)
+            if missed < 10:  # the construction is checked on every machine by the test below
+                pytest.skip(f"this machine did not make franky miss cycles ({missed} of {len(cycles)})")
+            took = cycles[-1][0] - cycles[0][0]  # on the robot's clock
+            assert arm.motion_finished(), f"the chunk had not finished after {took:.2f} s of robot time " \
+                                          f"({missed} cycles missed)"
+            assert took < chunk.time_from_start[-1] + 0.25, f"the chunk took {took:.2f} s ({missed} cycles missed)"
+            settle(arm)
+            np.testing.assert_allclose(arm.read_state().q, chunk.positions[-1], atol=0.01)
+        finally:
+            arm.disconnect()
+
+
+def test_each_waypoint_hands_over_at_its_time_and_an_untimed_last_one_settles(ready_arm):
+    """What keeps a chunk on schedule when cycles are missed (the test above, on machines where franky-sim loses
+    cycles): every timed waypoint has max_total_duration = its segment, and the motion ends with an untimed waypoint
+    at rest at the final target."""
+    arm = ready_arm
+    q0 = arm.read_state().q
+    chunk = smooth_move(q0, [0.1, -0.1, 0.1, 0.1, 0.0, 0.1, 0.1])
+    times = chunk.time_from_start - chunk.time_from_start[0] + DT
+    motion = arm._build_motion(times, chunk.positions, q0)
+    wps = motion.waypoints
+    assert len(wps) == N + 1
+    seg_ms = np.diff(np.concatenate([[0], np.rint(times * 1000).astype(int)]))
+    for wp, ms in zip(wps[:-1], seg_ms):
+        assert wp.minimum_time.to_sec() == wp.max_total_duration.to_sec() == pytest.approx(ms / 1000.0)
+    last = wps[-1]
+    assert last.minimum_time is None and last.max_total_duration is None
+    np.testing.assert_allclose(np.asarray(last.target.position), chunk.positions[-1])
+    np.testing.assert_allclose(np.asarray(last.target.velocity), 0.0)
+    np.testing.assert_allclose(np.asarray(wps[-2].target.velocity), 0.0)  # the timed path ends at rest too
 
 
 @pytest.mark.safety
