@@ -8,8 +8,8 @@ Presets (``training/posttrain/configs/<name>.yaml`` hold the same settings, writ
 - ``sim-small``: the same recipe on the ``small`` model (random weights) for the simulated tasks on a CPU:
   global batch 32, visual features cached, arm actions as offsets from the current joints, and inference from
   quarter-scale noise (``inference.noise_scale`` 0.25: the small head trained for a few thousand CPU steps leaves
-  step-to-step noise in its chunks that the arm's safety gate refuses at the paper's full-scale noise; on
-  water_plant the shipped checkpoint scores 0.16 / 0.57 / 0.69 / 0.69 seen at 1.0 / 0.5 / 0.25 / 0.1).
+  step-to-step noise in its chunks that the arm's safety gate refuses at the paper's full-scale noise; the
+  measured sweep is in ``checkpoints/water_plant-jala-small/README.md``).
 - ``tiny``: seconds-long runs for tests.
 
 YAML layout mirrors the dataclasses::
