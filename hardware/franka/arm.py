@@ -16,8 +16,10 @@ Chunk execution
 
     A new chunk is sent the same way while the old one runs: franky hands control to the new motion in the next
     1 kHz cycle, starting from the current commanded position/velocity/acceleration, so the arm does not stop
-    (same control-signal type, joint positions, throughout). ``hold()`` sends a ``JointStopMotion`` (also joint
-    positions), which decelerates within franky's limits; after it the robot idles and holds its position.
+    (same control-signal type, joint positions, throughout). ``hold()`` sends a ``JointMotion`` (also joint
+    positions) to where the joints come to rest braking together within the hold's limits, so the arm decelerates
+    along its path (franky's own ``JointStopMotion`` would drive back to the pose at the call); after it the robot
+    idles and holds its position.
 
 Safety
     Every chunk passes ``ArmSafetyGate`` (joint limits, velocity, step size, workspace) against the measured
@@ -64,6 +66,28 @@ class MotionRecord:
     returned: float = 0.0  # time.monotonic() when robot.move returned
     started: float | None = None  # time.monotonic() of the motion's first control cycle
     started_robot_time: float | None = None  # robot clock [s] of that cycle
+
+
+def braking_targets(q: np.ndarray, dq: np.ndarray, ddq: np.ndarray, max_acc: np.ndarray,
+                    max_jerk: np.ndarray) -> tuple[np.ndarray, float]:
+    """Where each joint of an arm at (q, dq, ddq) comes to rest when all of them brake together, and when.
+
+    A joint brakes fastest by jerking its acceleration down to -max_acc, holding it, and jerking back to zero
+    (below max_acc^2 / max_jerk, a pure jerk profile), after first jerking away any acceleration along its motion.
+    That takes it T_i. The slowest joint sets the common stopping time T, and every joint's target is then as far
+    ahead as a smooth decelerating profile of length T carries it, v * T / 2 (exact for the slowest joint): a
+    synchronising planner (Ruckig, in franky) stretches the other joints' profiles to T without reversing them."""
+    q, dq, ddq = (np.asarray(x, dtype=np.float64) for x in (q, dq, ddq))
+    sign = np.sign(dq)
+    speed = np.abs(dq)
+    a0 = np.clip(ddq * sign, 0.0, max_acc)  # acceleration along the motion, jerked away first
+    t1 = a0 / max_jerk
+    d1 = speed * t1 + a0 * t1**2 / 2 - max_jerk * t1**3 / 6
+    v1 = speed + a0**2 / (2 * max_jerk)
+    t_brake = np.where(v1 >= max_acc**2 / max_jerk, v1 / max_acc + max_acc / max_jerk, 2 * np.sqrt(v1 / max_jerk))
+    stop_time = float(np.max(t1 + t_brake)) if q.size else 0.0
+    distance = np.where(speed > 0, d1 + v1 * (stop_time - t1) / 2, 0.0)
+    return q + sign * distance, stop_time
 
 
 def _fmt_exc(exc: BaseException) -> str:
@@ -299,6 +323,22 @@ class FrankaArm(Arm):
         waypoints.append(franky.JointWaypoint(franky.JointState(pos[-1].astype(np.float64), np.zeros(ARM_DOF))))
         return franky.JointWaypointMotion(waypoints, return_when_finished=True)
 
+    def _stop_motion(self, robot: franky.Robot) -> franky.JointMotion:
+        """Brake along the current path and rest where the joints come to a stop.
+
+        franky's JointStopMotion targets the pose at the moment of the call (a relative zero), so a moving arm
+        overshoots that pose and then drives back to it: 0.08 rad out and back on a joint moving at 0.57 rad/s in
+        franky-sim. Here the target is where the joints come to rest braking together under the hold's limits
+        (``braking_targets``), at zero velocity, so the arm decelerates along its path."""
+        f = float(self.config.hold_dynamics_factor) * float(self.config.relative_dynamics_factor)
+        acc = f * np.asarray(robot.joint_acceleration_limit.get(), dtype=np.float64).reshape(ARM_DOF)
+        jerk = f * np.asarray(robot.joint_jerk_limit.get(), dtype=np.float64).reshape(ARM_DOF)
+        state = robot.state
+        q, dq, ddq = (np.asarray(x, dtype=np.float64).reshape(ARM_DOF) for x in (state.q_d, state.dq_d, state.ddq_d))
+        target, _ = braking_targets(q, dq, ddq, acc, jerk)
+        return franky.JointMotion(franky.JointState(target, np.zeros(ARM_DOF)),
+                                  relative_dynamics_factor=float(self.config.hold_dynamics_factor))
+
     def _send(self, motion, kind: str) -> MotionRecord:
         cfg = self.config
         robot = self._require()
@@ -322,7 +362,7 @@ class FrankaArm(Arm):
         return rec
 
     def hold(self, wait: bool = True) -> None:
-        """Decelerate to rest (JointStopMotion, preempting any chunk) and hold there. With ``wait`` returns once
+        """Decelerate to rest along the current path (preempting any chunk) and hold there. With ``wait`` returns once
         the arm is at rest; DeviceTimeout if that takes longer than ``hold_timeout_s``. In error the robot has
         already stopped (reflex), so nothing is sent."""
         cfg = self.config
@@ -331,7 +371,7 @@ class FrankaArm(Arm):
             if self._poll():
                 log.warning("hold(): FR3 is in error (%s); the robot stopped itself, nothing sent", self._error)
                 return
-            self._send(franky.JointStopMotion(relative_dynamics_factor=float(cfg.hold_dynamics_factor)), "stop")
+            self._send(self._stop_motion(robot), "stop")
         if not wait:
             return
         # Wait outside the lock so read_state() from other threads keeps working meanwhile.

@@ -451,6 +451,44 @@ def test_preempting_with_a_different_target_ends_there(ready_arm):
     np.testing.assert_allclose(arm.read_state().q, second.positions[-1], atol=0.01)
 
 
+def _braking_profile_distance(speed: float, acc0: float, max_acc: float, max_jerk: float,
+                              dt: float = 1e-5) -> tuple[float, float]:
+    """Integrates the fastest jerk-limited brake: jerk down to -max_acc, hold, jerk back up to 0 just as the speed
+    reaches 0. Returns (distance, time to rest)."""
+    v, a, x, t = speed, acc0, 0.0, 0.0
+    while v > 0.0:
+        # start jerking back up when the remaining speed equals what that ramp will shed: a^2 / (2 j)
+        if a < 0 and v <= a * a / (2 * max_jerk):
+            a = min(a + max_jerk * dt, 0.0)
+        else:
+            a = max(a - max_jerk * dt, -max_acc)
+        v += a * dt
+        x += v * dt
+        t += dt
+    return x, t
+
+
+def test_braking_targets_match_an_integrated_jerk_limited_brake():
+    from hardware.franka.arm import braking_targets
+
+    max_acc = np.array([3.75, 3.75, 2.5, 2.5])
+    max_jerk = np.array([1875.0, 1875.0, 1250.0, 1250.0])
+    q = np.array([0.1, -0.2, 0.3, 1.0])
+    dq = np.array([0.6, -0.002, 0.0, 0.3])  # fast (reaches max_acc), slow and backwards (pure jerk), still, medium
+    ddq = np.array([1.5, 0.0, 0.0, 0.0])
+    target, stop_time = braking_targets(q, dq, ddq, max_acc, max_jerk)
+    assert target[2] == q[2]  # a joint at rest stays
+    alone = [_braking_profile_distance(abs(v), a * np.sign(v), A, J) for v, a, A, J in
+             zip(dq, ddq, max_acc, max_jerk) if v != 0]
+    # the slowest joint (the fast one, which also has to jerk its acceleration away first) sets the stopping time,
+    # and it brakes exactly as fast as it can
+    np.testing.assert_allclose(stop_time, max(t for _, t in alone), rtol=1e-3)
+    np.testing.assert_allclose(target[0] - q[0], alone[0][0], rtol=2e-3)
+    # the others are stretched to the same time along a smooth profile: v T / 2, in their direction of motion
+    np.testing.assert_allclose(target[[1, 3]] - q[[1, 3]], dq[[1, 3]] * stop_time / 2, rtol=1e-9)
+    assert alone[2][0] < target[3] - q[3]  # further than it would brake alone, never behind it
+
+
 @pytest.mark.safety
 def test_hold_stops_motion(ready_arm):
     arm = ready_arm
@@ -458,9 +496,28 @@ def test_hold_stops_motion(ready_arm):
     chunk = ramp(q0, [0.4, 0.0, 0.4, 0.4, 0.0, 0.0, 0.0])
     run(arm, chunk)
     wait_until(lambda: np.abs(arm.read_state().dq).max() > 0.3, timeout=3.0)  # it is moving
+    commanded: list[np.ndarray] = []
+    polling = threading.Event()
+
+    def poll():
+        while not polling.is_set():
+            commanded.append(commanded_q(arm))
+            time.sleep(0.002)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    q_call = commanded_q(arm)
     t0 = arm.robot.state.time.to_sec()  # robot clock: franky-sim slows down on a loaded machine
+    poller.start()
     arm.hold()  # returns once the stop motion has finished (DeviceTimeout after hold_timeout_s)
     assert arm.robot.state.time.to_sec() - t0 < 0.6
+    polling.set()
+    poller.join()
+    # it brakes along its path: the joints that moved (1, 3, 4, all forward) rest ahead of where hold() was called,
+    # and none of them drives back by more than the distance covered while the stop is taking over. franky's own
+    # JointStopMotion returns to the pose at the call: 0.08 rad back on joint 3 here.
+    path = np.asarray(commanded)[:, [0, 2, 3]]
+    assert np.all(path[-1] > q_call[[0, 2, 3]])
+    assert np.max(np.max(path, axis=0) - path[-1]) < 0.03
     # the command is at rest at once ...
     q_hold = commanded_q(arm)
     time.sleep(0.05)
