@@ -11,9 +11,9 @@ checkpoint then refuses frames of another size than it was trained on).
 
 Every rollout runs the same ``jala_runtime`` pieces the ROS nodes run on the robot: the ``ObservationAssembler``
 builds the observation, the ``ChunkScheduler`` (inside a ``PolicyRunner``) decides when the next chunk is due
-(every ``execute_steps`` actions, since simulated inference takes no simulated time), and a ``ChunkExecutor``
-follows each chunk on the world's arm and hand (the arm gets the whole chunk, a new one preempts it; the hand
-follows its waypoint schedule, one target per action step). Only the clock differs: the world's simulated time
+(every ``execute_steps`` actions, since simulated inference takes no simulated time; ``--latency-s`` plays a
+robot's latency instead), and a ``ChunkExecutor`` follows each chunk on the world's arm and hand (the arm gets
+the whole chunk, a new one preempts it; the hand follows its waypoint schedule, one target per action step). Only the clock differs: the world's simulated time
 on the action grid (k * action_dt; physics is stepped to within one 2 ms step of it), so rollouts run faster
 than real time when rendering allows.
 
@@ -61,10 +61,14 @@ class EpisodeResult:
 
 def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE_STEPS,
                 max_seconds: float | None = None, frames: list | None = None,
-                video_camera: str | None = None, sampling_seed: int = 0) -> EpisodeResult:
+                video_camera: str | None = None, sampling_seed: int = 0, latency_s: float = 0.0) -> EpisodeResult:
     """One rollout; returns its Completion Ratio. ``policy``: an ``ExpertPolicy`` / ``BCPolicy`` /
     ``CheckpointPolicy`` (anything with ``predict(...) -> TimedChunk``). ``frames`` (a list) collects RGB frames
-    for a video. The policy samples chunk i with seed ``sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE + i``."""
+    for a video. The policy samples chunk i with seed ``sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE + i``.
+
+    ``latency_s`` > 0 plays a robot's inference latency: a chunk reaches the devices that long after the
+    observation it was computed from (rounded up to the action grid) while the world goes on, and the next one is
+    computed only after it went out (one inference at a time, as in the policy node)."""
     world.reset(seed)
     if hasattr(policy, "reset"):
         policy.reset()
@@ -78,16 +82,21 @@ def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE
                           observations, seed=sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE)
     clock = [world.sim_time]
     # the nodes' defaults, except the stall guard: a stepped world has no threads that could stall
-    executor = ChunkExecutor(world.arm, world.hand, FollowerConfig(min_lead_s=0.03, stall_hold_s=math.inf),
+    executor = ChunkExecutor(world.arm, world.hand, FollowerConfig(min_lead_s=0.06, stall_hold_s=math.inf),
                              FollowerConfig(stall_hold_s=math.inf), clock=lambda: clock[0])
     t0 = world.sim_time
     steps_done = 0
     wall0 = time.perf_counter()
     stopped = "timeout"
+    in_flight: list[tuple[float, object]] = []  # (when it goes out, chunk): computed, not yet at the devices
     for k in range(int(math.ceil((limit - t0) / dt))):
         now = t0 + k * dt
         clock[0] = now
-        if runner.scheduler.due(now):
+        if in_flight and in_flight[0][0] <= now + 1e-9:
+            _, chunk = in_flight.pop()
+            executor.submit(chunk, now)
+            runner.chunk_out(chunk, now)
+        if not in_flight and runner.scheduler.due(now):
             if world.completion().success:
                 stopped = "success"
                 break
@@ -102,7 +111,9 @@ def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE
             observations.set_arm(proprio[:7], now)
             observations.set_hand(proprio[7:], now)
             chunk, why = runner.poll(now, world.instruction)
-            if chunk is not None:
+            if chunk is not None and latency_s > 0:
+                in_flight.append((now + latency_s, chunk))
+            elif chunk is not None:
                 executor.submit(chunk, now)
                 runner.chunk_out(chunk, now)
         executor.tick(now)
@@ -129,6 +140,7 @@ class Summary:
     policy: str
     episodes: list[EpisodeResult] = field(default_factory=list)
     sampling_seed: int = 0
+    latency_s: float = 0.0
 
     @property
     def mean_completion_ratio(self) -> float:
@@ -136,7 +148,8 @@ class Summary:
 
     def to_json(self) -> dict:
         return {"task": self.task, "variant": self.variant, "policy": self.policy,
-                "sampling_seed": self.sampling_seed, "mean_completion_ratio": self.mean_completion_ratio,
+                "sampling_seed": self.sampling_seed, "latency_s": self.latency_s,
+                "mean_completion_ratio": self.mean_completion_ratio,
                 "episodes": [asdict(e) for e in self.episodes]}
 
 
@@ -151,14 +164,14 @@ def render_size(policy_spec: str, width: int | None = None, height: int | None =
 def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int, *, width: int | None = None,
              height: int | None = None, execute_steps: int = EXECUTE_STEPS, video: str | None = None,
              progress: bool = True, device: str | None = None, max_seconds: float | None = None,
-             sampling_seed: int = 0) -> Summary:
+             sampling_seed: int = 0, latency_s: float = 0.0) -> Summary:
     """``episodes`` rollouts with seeds ``seed``, ``seed + 1``, ... (``width``/``height`` None: ``render_size``);
-    ``sampling_seed`` picks the policy's sampling noise (see the module's doc)."""
+    ``sampling_seed`` picks the policy's sampling noise (see the module's doc); ``latency_s``: see run_episode."""
     width, height = render_size(policy_spec, width, height)
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width, render_height=height))
     try:
         policy = load_policy(policy_spec, world, device=device)
-        summary = Summary(task, variant, policy_spec, sampling_seed=sampling_seed)
+        summary = Summary(task, variant, policy_spec, sampling_seed=sampling_seed, latency_s=latency_s)
         frames: list | None = [] if video else None
         seeds = [seed + i for i in range(episodes)]
         bar = None
@@ -167,7 +180,7 @@ def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int
             bar = tqdm(seeds, desc=f"{task}/{variant}", unit="ep", file=sys.stderr)
         for s in (bar if bar is not None else seeds):
             res = run_episode(world, policy, s, execute_steps=execute_steps, frames=frames, max_seconds=max_seconds,
-                              sampling_seed=sampling_seed)
+                              sampling_seed=sampling_seed, latency_s=latency_s)
             summary.episodes.append(res)
             if bar is not None:
                 bar.set_postfix(cr=f"{summary.mean_completion_ratio:.2f}")
@@ -197,6 +210,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, default=None, help="episode limit in sim seconds (task default)")
     ap.add_argument("--sampling-seed", type=int, default=0,
                     help="another set of the policy's sampling noise on the same worlds (default 0)")
+    ap.add_argument("--latency-s", type=float, default=0.0,
+                    help="inference latency to play: chunks reach the devices this long after their observation "
+                         "while the world goes on (default 0: the world waits for the policy)")
     ap.add_argument("--device", default=None, help="torch device for a checkpoint (default: cuda if available)")
     ap.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     ap.add_argument("--video", default=None, help="save an mp4 of all rollouts (first camera)")
@@ -206,7 +222,7 @@ def main(argv=None) -> int:
         summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
                            height=args.height, execute_steps=args.execute_steps, video=args.video,
                            progress=not args.no_progress, device=args.device, max_seconds=args.max_seconds,
-                           sampling_seed=args.sampling_seed)
+                           sampling_seed=args.sampling_seed, latency_s=args.latency_s)
     except PolicySpecError as exc:
         ap.error(str(exc))
     if args.json:

@@ -47,7 +47,8 @@ def summarise(name: str, summary) -> dict:
             if summary.episodes else 0.0,
             "subtask_success": {k: float(np.mean([e.subtasks.get(k, False) for e in summary.episodes]))
                                 for k in subtasks},
-            "sampling_seed": summary.sampling_seed, "seeds": [e.seed for e in summary.episodes],
+            "sampling_seed": summary.sampling_seed, "latency_s": summary.latency_s,
+            "seeds": [e.seed for e in summary.episodes],
             "completion_ratios": crs.tolist(),
             "stopped": [e.stopped for e in summary.episodes]}
 
@@ -112,6 +113,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=float, default=None)
     ap.add_argument("--sampling-seed", type=int, default=0,
                     help="another set of the policies' sampling noise on the same worlds (evaluation.simulated)")
+    ap.add_argument("--latency-s", type=float, default=0.0,
+                    help="inference latency to play (evaluation.simulated --latency-s; default 0)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", default=None, help="also write every row (with per-episode results) to this file")
     ap.add_argument("--no-progress", action="store_true")
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
     rows = run_table(args.task, args.variants, policies, args.episodes, args.seed,
                      log=lambda m: print(m, file=sys.stderr, flush=True), width=args.width, height=args.height,
                      max_seconds=args.max_seconds, device=args.device, progress=not args.no_progress,
-                     sampling_seed=args.sampling_seed)
+                     sampling_seed=args.sampling_seed, latency_s=args.latency_s)
     print(markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"episodes": args.episodes, "seed": args.seed, "rows": rows}, indent=2))

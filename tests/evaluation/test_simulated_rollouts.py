@@ -127,6 +127,41 @@ def test_a_rollout_samples_with_seeds_set_by_the_episode_seed_and_the_sampling_s
         w.close()
 
 
+def test_a_played_latency_delivers_each_chunk_late_one_at_a_time_while_the_world_goes_on():
+    """--latency-s: a chunk reaches the arm that long after its observation (rounded up to the action grid), the
+    arm moved meanwhile, the next chunk is computed only after it went out, and the expert still does the task."""
+    from embodiment import ACTION_DT
+    from evaluation.policies import ExpertPolicy
+    from evaluation.simulated import run_episode
+
+    w = make()
+    try:
+        policy = ExpertPolicy(w)
+        policy.uses_images = False
+        predicted, executed = [], []
+        predict, execute = policy.predict, w.arm.execute
+
+        def recording_predict(images, instruction, proprio, timestamp=None, seed=None):
+            predicted.append(np.asarray(proprio, dtype=float)[:7].copy())
+            return predict(images, instruction, proprio, timestamp=timestamp, seed=seed)
+
+        def recording_execute(chunk, now):
+            executed.append((chunk.stamp, now, w.arm.read_state().q.copy()))
+            return execute(chunk, now)
+
+        policy.predict, w.arm.execute = recording_predict, recording_execute
+        res = run_episode(w, policy, 3, latency_s=0.15)
+        assert res.completion_ratio == 1.0, res
+        assert len(executed) >= 5 and len(predicted) == len(executed)
+        for (stamp, now, _), (next_stamp, _, _) in zip(executed, executed[1:]):
+            assert now - stamp == pytest.approx(3 * ACTION_DT)  # 0.15 s rounded up to the 15 Hz grid
+            assert next_stamp >= now  # computed after this one went out: one inference at a time
+        # the world went on between the observation and the chunk's arrival: the arm had moved on
+        assert max(np.abs(q - q_obs).max() for (_, _, q), q_obs in zip(executed, predicted)) > 0.05
+    finally:
+        w.close()
+
+
 def test_an_unsafe_chunk_stops_the_rollout_with_both_devices_held():
     """A policy whose chunk the FR3 gate refuses (a 1 rad jump of joint 1): the episode ends with a safety stop
     naming the gate's reason, arm and hand hold, and nothing of that chunk ran."""

@@ -157,3 +157,32 @@ def test_an_old_parameter_name_stops_the_camera_node_with_one_line():
     """width/height/fps were renamed to the driver's color_width/color_height/color_fps."""
     r = _node("jala_ros.camera_node", "-p", "width:=640")
     _one_line_error(r, "'width'", "color_width")
+
+
+class _FakeMonitor:
+    """What fill_report reads: the monitor's Metrics and its completion service (here: the world's JSON)."""
+
+    def __init__(self, completion: dict):
+        from jala_bringup.monitor import Metrics
+
+        self.m = Metrics(completion=dict(completion))
+        self._completion = completion
+
+    def call_trigger(self, name, timeout=1.0):
+        assert name == "/jala/sim/completion"
+        return True, json.dumps(self._completion)
+
+
+@pytest.mark.parametrize("slip_at_start, slip_at_end, warns", [(0.24, 0.30, False), (0.24, 0.72, True)])
+def test_the_report_warns_when_the_simulated_world_fell_behind_during_the_rollout(slip_at_start, slip_at_end, warns):
+    """Slip during start-up (loading the model) is not the rollout's; slip during it makes the arm lag its chunks."""
+    from jala_bringup.report import fill_report, format_report
+
+    done = {"task": "water_plant", "subtasks": ["grasp_bottle"], "done": [True], "ratio": 1.0}
+    report = {"task": "water_plant", "mode": "sim", "duration_s": 30.0, "errors": [],
+              "realtime_slip_at_start_s": slip_at_start}
+    args = graph.GraphArgs(task="water_plant", sim=True)
+    fill_report(report, _FakeMonitor(done | {"realtime_slip_s": slip_at_end}), args, 0.0, 30.0, 0.0)
+    text = format_report(report)
+    assert "completion ratio: 1.00" in text and "realtime_slip_s" not in text  # not part of the task's completion
+    assert ("fell" in text and f"{slip_at_end - slip_at_start:.2f} s behind" in text) == warns

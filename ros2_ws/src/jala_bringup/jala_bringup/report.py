@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from .graph import GraphArgs
     from .monitor import Monitor
 
+SLIP_WARN_S = 0.2  # simulated seconds the world gave up to the wall clock during a rollout before the report warns
+
 
 def fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | None, t1: float,
                  t_run: float) -> None:
@@ -46,6 +48,9 @@ def fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | N
         "holds_during_rollout": sum(1 for h in holds if h["t_s"] <= t1 - t_run),  # the estop at the end comes after t1
         "completion": m.completion,
     })
+    if m.completion and "realtime_slip_s" in m.completion:
+        report["realtime_slip_s"] = round(float(m.completion["realtime_slip_s"])
+                                          - report.get("realtime_slip_at_start_s", 0.0), 3)
     if m.arm_q:
         q = np.array([s[1] for s in m.arm_q])
         report["arm_motion_rad"] = float(np.abs(q - q[0]).max())
@@ -94,7 +99,12 @@ def format_report(r: dict) -> str:
         lines.append("  devices held: " + "; ".join(f"{d} ({why})" for d, why in r["hold_reasons"].items()))
     c = r.get("completion")
     if c is not None:
+        c = {k: v for k, v in c.items() if k != "realtime_slip_s"}
         lines.append(f"  completion ratio: {c.get('ratio', float('nan')):.2f}  {json.dumps(c)}")
+    if r.get("realtime_slip_s", 0.0) > SLIP_WARN_S:
+        lines.append(f"  WARNING: during the rollout the simulated world fell {r['realtime_slip_s']:.2f} s behind the "
+                     "wall clock (CPU starved): the arm lagged its chunks, so refusals and holds in this run may be "
+                     "the machine's, not the policy's; run on an otherwise idle machine")
     for e in r["errors"]:
         lines.append(f"  ERROR: {e}")
     for w in r.get("stop_warnings", []):

@@ -129,6 +129,8 @@ def run_rollout(args: GraphArgs, duration: float, domain_id: int, workdir: Path,
         recorder = next((s for s in specs if s.role == "recorder"), None)
         monitor.recording = True
         t0 = time.monotonic()
+        if m.completion:  # simulation: the world's slip behind the wall clock so far (start-up included)
+            report["realtime_slip_at_start_s"] = float(m.completion.get("realtime_slip_s", 0.0))
         if recorder is not None:  # recording demonstrations: the operator drives, the policy stays stopped
             report["recording"] = _record(monitor, procs, recorder, duration, signals, log)
         else:

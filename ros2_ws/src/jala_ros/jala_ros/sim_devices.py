@@ -60,7 +60,11 @@ class SimWorldNode(Node):
         self.create_service(Trigger, "~/completion", self._srv_completion)
 
     def completion(self) -> dict:
-        return completion_dict(self.world.completion())
+        """The task's completion, and how much simulated time the world gave up to keep up with the wall clock
+        (``realtime_slip_s``: a CPU-starved run, in which the arm lags the chunks it is sent)."""
+        d = completion_dict(self.world.completion())
+        d["realtime_slip_s"] = round(float(getattr(self.world, "realtime_slip_s", 0.0)), 3)
+        return d
 
     def publish_completion(self) -> None:
         try:
