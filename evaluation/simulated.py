@@ -13,9 +13,9 @@ Every rollout runs the same ``jala_runtime`` pieces the ROS nodes run on the rob
 builds the observation, the ``ChunkScheduler`` (inside a ``PolicyRunner``) decides when the next chunk is due
 (every ``execute_steps`` actions, since simulated inference takes no simulated time; ``--latency-s`` plays a
 robot's latency instead), and a ``ChunkExecutor`` follows each chunk on the world's arm and hand (the arm gets
-the whole chunk, a new one preempts it; the hand follows its waypoint schedule, one target per action step). Only the clock differs: the world's simulated time
-on the action grid (k * action_dt; physics is stepped to within one 2 ms step of it), so rollouts run faster
-than real time when rendering allows.
+the whole chunk, a new one preempts it; the hand follows its waypoint schedule, one target per action step).
+Only the clock differs: the world's simulated time on the action grid (k * action_dt; physics is stepped to
+within one 2 ms step of it), so rollouts run faster than real time when rendering allows.
 
 Rollouts are deterministic for a seed: the episode seed sets the world, and the flow head's sampling noise is
 seeded too (chunk i of the episode with seed s samples with ``sampling_seed + s * SAMPLING_SEEDS_PER_EPISODE +
