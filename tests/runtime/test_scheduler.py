@@ -131,3 +131,26 @@ def test_the_inference_loop_survives_an_error_outside_predict():
     finally:
         loop.close()
     assert not any(t.name == "policy-inference" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_joint_states_are_taken_at_the_frames_capture_time():
+    """The policy learnt from frames and joint states recorded together, and its chunk is anchored at the frame's
+    stamp: a frame 100 ms old goes with the joint states of 100 ms ago (interpolated between 200 Hz samples), not
+    the newest ones, which would shift every waypoint 100 ms early."""
+    obs = ObservationAssembler(1, max_age_s=0.5)
+    velocity = np.array([1.0, -0.5, 0, 0, 0, 0, 0])  # rad/s
+    for k in range(201):  # 1 s of arm states at 200 Hz along a ramp; the hand closes at 500 /s
+        t = 10.0 + k * 0.005
+        obs.set_arm(velocity * (t - 10.0), t)
+        obs.set_hand(np.full(6, 500.0 * (t - 10.0)), t)
+    obs.set_frame(0, 10.9025, np.zeros((4, 4, 3), np.uint8))  # between two state samples, 97.5 ms before the last
+    o, why = obs.assemble(11.0, "x")
+    assert why == "" and o.stamp == 10.9025
+    np.testing.assert_allclose(o.proprio[:7], velocity * 0.9025, atol=1e-9)
+    np.testing.assert_allclose(o.proprio[7:], 500.0 * 0.9025, atol=1e-6)
+    obs.set_frame(0, 11.02, np.zeros((4, 4, 3), np.uint8))  # newer than every joint state: the newest
+    np.testing.assert_allclose(obs.assemble(11.02, "x")[0].proprio[:7], velocity * 1.0, atol=1e-9)
+    obs.set_arm(np.zeros(7), 3.0)  # a restarted clock: the history starts over
+    obs.set_hand(np.zeros(6), 3.0)
+    obs.set_frame(0, 3.0, np.zeros((4, 4, 3), np.uint8))
+    np.testing.assert_allclose(obs.assemble(3.0, "x")[0].proprio, 0.0)
