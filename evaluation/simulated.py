@@ -88,15 +88,16 @@ def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE
     steps_done = 0
     wall0 = time.perf_counter()
     stopped = "timeout"
-    in_flight: list[tuple[float, object]] = []  # (when it goes out, chunk): computed, not yet at the devices
+    in_flight = None  # (when it goes out, chunk): computed, not yet at the devices (one at a time)
     for k in range(int(math.ceil((limit - t0) / dt))):
         now = t0 + k * dt
         clock[0] = now
-        if in_flight and in_flight[0][0] <= now + 1e-9:
-            _, chunk = in_flight.pop()
+        if in_flight is not None and in_flight[0] <= now + 1e-9:
+            _, chunk = in_flight
+            in_flight = None
             executor.submit(chunk, now)
             runner.chunk_out(chunk, now)
-        if not in_flight and runner.scheduler.due(now):
+        if in_flight is None and runner.scheduler.due(now):
             if world.completion().success:
                 stopped = "success"
                 break
@@ -112,7 +113,7 @@ def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE
             observations.set_hand(proprio[7:], now)
             chunk, why = runner.poll(now, world.instruction)
             if chunk is not None and latency_s > 0:
-                in_flight.append((now + latency_s, chunk))
+                in_flight = (now + latency_s, chunk)
             elif chunk is not None:
                 executor.submit(chunk, now)
                 runner.chunk_out(chunk, now)
