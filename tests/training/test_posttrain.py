@@ -35,9 +35,10 @@ def demo_dirs(tmp_path_factory):
             "smooth": write_dataset(base / "smooth", 15, [30, 30], smooth=True)}
 
 
-def tiny_config(out, roots, **run) -> PostTrainConfig:
+def tiny_config(out, roots, ema_decay: float = 0.0, **run) -> PostTrainConfig:
     d = PostTrainConfig.from_preset("tiny").to_dict()
     d["data"].update(roots=[str(r) for r in roots], val_fraction=0.34, num_workers=0)
+    d["optim"]["ema_decay"] = ema_decay
     d["run"].update(output_dir=str(out), tensorboard=False, **run)
     return PostTrainConfig.from_dict(d)
 
@@ -189,6 +190,53 @@ def test_resume_continues_bit_for_bit(demo_dirs, tmp_path):
     assert rest == losses[4:]
     for (name, a), b in zip(straight.policy.state_dict().items(), resumed.policy.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_weight_average_follows_the_steps_and_is_what_validation_and_export_use(demo_dirs, tmp_path):
+    from jala_policy.policy import JalaPolicy
+    from training.posttrain.trainer import PostTrainer
+
+    decay = 0.5
+    trainer = PostTrainer(tiny_config(tmp_path / "run", [demo_dirs["15"]], max_steps=3, ema_decay=decay))
+    named = {n: p for n, p in trainer.policy.named_parameters() if p.requires_grad}
+    expected = {n: p.detach().clone() for n, p in named.items()}
+    for _ in range(3):
+        trainer.train_step()
+        for n, p in named.items():
+            expected[n] = decay * expected[n] + (1 - decay) * p.detach()
+    raw = {n: p.detach().clone() for n, p in named.items()}
+    moved = [n for n in named if not torch.allclose(expected[n], raw[n])]
+    assert moved, "training changed no weight: the test shows nothing"
+    for n, avg in trainer.ema.state_dict().items():
+        torch.testing.assert_close(avg, expected[n], rtol=1e-5, atol=1e-7)
+
+    exported = JalaPolicy.from_pretrained(trainer.export(tmp_path / "policy"), device="cpu").state_dict()
+    for n in moved:
+        torch.testing.assert_close(exported[n], expected[n], rtol=1e-5, atol=1e-7)
+    with trainer.ema.applied():
+        averaged_val = trainer._validate(256)
+    assert trainer.validate() == averaged_val
+    for n, p in named.items():  # training goes on from the raw weights
+        assert torch.equal(p.detach(), raw[n]), n
+
+
+def test_resume_with_a_weight_average_continues_bit_for_bit(demo_dirs, tmp_path):
+    from training.posttrain.trainer import PostTrainer
+
+    def config(name):
+        return tiny_config(tmp_path / name, [demo_dirs["15"]], max_steps=5, ema_decay=0.9)
+
+    straight = PostTrainer(config("straight"))
+    straight.train()
+    PostTrainer(config("resumed")).train(3)
+    resumed = PostTrainer(config("resumed"))
+    assert resumed.step == 3
+    resumed.train()
+    for (name, a), b in zip(straight.ema.state_dict().items(), resumed.ema.state_dict().values()):
+        assert torch.equal(a, b), name
+    PostTrainer(tiny_config(tmp_path / "other", [demo_dirs["15"]], max_steps=5)).train(1)
+    with pytest.raises(ConfigError, match="without optim.ema_decay"):
+        PostTrainer(config("other"))
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed(demo_dirs, tmp_path):

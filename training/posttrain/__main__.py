@@ -28,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=None, help="total optimiser steps (run.max_steps)")
     ap.add_argument("--batch-size", type=int, default=None, help="global batch (per-device batch is kept)")
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--ema-decay", type=float, default=None,
+                    help="exponential moving average of the weights for validation and exports (optim.ema_decay)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     ap.add_argument("--resume", default=None, help="auto (default) | none | a checkpoint path")
@@ -52,6 +54,8 @@ def configure(args: argparse.Namespace) -> PostTrainConfig:
         d["optim"]["per_device_batch_size"] = min(d["optim"]["per_device_batch_size"], args.batch_size)
     if args.lr is not None:
         d["optim"]["lr"] = args.lr
+    if args.ema_decay is not None:
+        d["optim"]["ema_decay"] = args.ema_decay
     if args.seed is not None:
         d["run"]["seed"] = args.seed
     if args.device:

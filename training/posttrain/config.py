@@ -93,6 +93,14 @@ class OptimConfig(PretrainOptimConfig):
     lr: float = 1e-4
     weight_decay: float = 1e-5
     betas: tuple[float, float] = (0.95, 0.999)
+    # Exponential moving average of the trained weights, used by validation and the exports (openpi keeps one at
+    # 0.99). 0: off, the paper's recipe (B.1 names none).
+    ema_decay: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"optim.ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass

@@ -10,7 +10,8 @@ the same gradient as one process holding the whole global batch, and a resumed r
 Outputs in ``run.output_dir``: ``checkpoints/`` (atomic, with optimiser, scheduler, RNG and data position, for
 ``--resume auto``), ``policy/`` (the exported ``JalaPolicy``, replaced atomically; ``export/step_<n>/`` when
 ``run.export_every`` is set), ``tensorboard/``, ``metrics.jsonl`` (training and validation figures),
-``config.yaml``.
+``config.yaml``. With ``optim.ema_decay`` > 0, validation and the exports use the moving average of the weights;
+the optimiser keeps stepping the raw ones.
 """
 from __future__ import annotations
 
@@ -127,6 +128,44 @@ def sample_noise(seed: int, epoch: int, index: int, horizon: int, dim: int, alph
 
 
 # ----------------------------------------------------------------------------------------------- trainer
+class WeightEMA:
+    """Exponential moving average of the trained parameters: ``avg <- decay * avg + (1 - decay) * param`` after
+    every optimiser step, kept in float32 beside the model. ``applied()`` puts the average into the model for a
+    block (validation, export, checkpointing) and restores the raw weights after it."""
+
+    def __init__(self, named_params: list[tuple[str, torch.nn.Parameter]], decay: float):
+        self.decay = float(decay)
+        self.names = [n for n, _ in named_params]
+        self.params = [p for _, p in named_params]
+        self.average = [p.detach().float().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for avg, p in zip(self.average, self.params):
+            avg.lerp_(p.detach().float(), 1.0 - self.decay)
+
+    @contextlib.contextmanager
+    def applied(self):
+        raw = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, avg in zip(self.params, self.average):
+                p.copy_(avg)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, r in zip(self.params, raw):
+                    p.copy_(r)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.average))
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if sorted(state) != sorted(self.names):
+            raise ConfigError("the checkpoint's weight average holds other parameters than this model trains")
+        self.average = [state[n].to(avg.device, avg.dtype).clone() for n, avg in zip(self.names, self.average)]
+
+
 class PostTrainer:
     def __init__(self, config: PostTrainConfig):
         self.config = cfg = config
@@ -189,6 +228,12 @@ class PostTrainer:
                               f"{cfg.optim.global_batch_size}")
         self.total_steps = cfg.total_steps()
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        self.ema = None
+        if cfg.optim.ema_decay:
+            if self.dist.enabled and cfg.run.distributed == "fsdp":
+                raise ConfigError("optim.ema_decay is not supported with run.distributed fsdp (sharded weights)")
+            self.ema = WeightEMA([(n, p) for n, p in self.policy.named_parameters() if p.requires_grad],
+                                 cfg.optim.ema_decay)
         self.optimizer = torch.optim.AdamW(_param_groups(self.policy, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                            betas=cfg.optim.betas, eps=cfg.optim.eps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -283,17 +328,27 @@ class PostTrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
         self.step += 1
         return {"grad_norm": float(grad_norm), "lr": lr}
 
     # --------------------------------------------------------------------------------------- validation
-    @torch.no_grad()
+    def _averaged(self):
+        """The weights validation and export use: the moving average when there is one, else the raw ones."""
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
+
     def validate(self, max_samples: int = 256) -> dict | None:
         """Open-loop action error on the validation episodes: the chunk the policy samples (fixed noise) for a
         recorded observation against the recorded actions, in robot units (arm rad, hand 0..1000), per joint
         and per horizon step, padded steps excluded."""
         if self.val_data is None or len(self.val_data) == 0:
             return None
+        with self._averaged():
+            return self._validate(max_samples)
+
+    @torch.no_grad()
+    def _validate(self, max_samples: int) -> dict:
         policy = self.policy
         was_training = policy.training
         policy.eval()
@@ -420,11 +475,12 @@ class PostTrainer:
         directory = Path(directory)
         tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        state = self._model_state()
-        export_policy = self.policy
-        if self.dist.enabled and self.config.run.distributed == "fsdp":  # gathered weights into a plain copy
-            export_policy.load_state_dict(state)
-        export_policy.save_pretrained(tmp)
+        with self._averaged():
+            state = self._model_state()
+            export_policy = self.policy
+            if self.dist.enabled and self.config.run.distributed == "fsdp":  # gathered weights into a plain copy
+                export_policy.load_state_dict(state)
+            export_policy.save_pretrained(tmp)
         info = {"step": self.step, "train_seconds": self.train_seconds, "datasets": self.config.data.roots,
                 "dataset_ids": self.train_data.ids, "camera_keys": self.train_data.camera_keys,
                 "train_episodes": len(self.train_data.episodes),
@@ -460,6 +516,8 @@ class PostTrainer:
                      "normalization": {"state": self.policy.normalizer.state.to_dict(),
                                        "action": self.policy.normalizer.action.to_dict()},
                      "config": self.config.to_dict()}
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
             path = save_checkpoint(self.ckpt_dir, self.step, state, keep=self.config.run.keep_checkpoints)
         tdist.barrier()
         return path
@@ -476,6 +534,11 @@ class PostTrainer:
             raise ConfigError(f"checkpoint {path} was trained for {state['total_steps']} steps, this run is set to "
                               f"{self.total_steps}: the learning-rate schedule would differ (start a new output_dir)")
         self.policy.load_state_dict(state["model"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise ConfigError(f"checkpoint {path} was trained without optim.ema_decay: there is no weight "
+                                  "average to go on from (start a new output_dir)")
+            self.ema.load_state_dict(state["ema"])
         norm = state["normalization"]
         self.policy.normalizer = PolicyNormalizer(NormalizationStats.from_dict(norm["state"]),
                                                   NormalizationStats.from_dict(norm["action"]))
