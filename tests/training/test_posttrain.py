@@ -239,6 +239,28 @@ def test_resume_with_a_weight_average_continues_bit_for_bit(demo_dirs, tmp_path)
         PostTrainer(config("other"))
 
 
+def test_a_one_view_policy_is_fine_tuned_on_two_views(demo_dirs, tmp_path):
+    """The number of views sets the prompt only: a policy exported for one camera starts a two-camera run with
+    all its weights, and its export takes two images."""
+    from jala_policy.policy import JalaPolicy
+    from training.posttrain.trainer import PostTrainer
+
+    one = PostTrainer(tiny_config(tmp_path / "one", [demo_dirs["15"]], max_steps=1))
+    one.train()
+    two_views = write_dataset(tmp_path / "two-views", 15, [20, 20], views=("front", "side"))
+    cfg = tiny_config(tmp_path / "two", [two_views], max_steps=1).to_dict()
+    cfg["model"]["init"] = str(tmp_path / "one" / "policy")
+    trainer = PostTrainer(PostTrainConfig.from_dict(cfg))
+    assert trainer.policy.config.num_views == 2
+    start = JalaPolicy.from_pretrained(tmp_path / "one" / "policy", device="cpu").state_dict()
+    for name, value in trainer.policy.state_dict().items():
+        if not name.startswith("normalizer"):
+            assert torch.equal(value, start[name]), name
+    trainer.train()
+    exported = JalaPolicy.from_pretrained(tmp_path / "two" / "policy", device="cpu")
+    assert exported.config.num_views == 2
+
+
 def test_a_checkpoint_of_another_recipe_is_not_resumed(demo_dirs, tmp_path):
     from training.posttrain.trainer import PostTrainer
 

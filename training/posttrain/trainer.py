@@ -69,8 +69,11 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
     else:
         policy = JalaPolicy.from_pretrained(m.init, device=device, dtype=dtype)
         if policy.config.num_views != num_views:
-            raise ConfigError(f"{m.init} takes {policy.config.num_views} camera view(s), the datasets have "
-                              f"{num_views}")
+            # The views only repeat the image block of the prompt (every view goes through the same visual
+            # modules): no weight depends on their number, so the policy learns the datasets' views from here.
+            log.info("%s takes %d camera view(s); fine-tuning it on the datasets' %d", m.init,
+                     policy.config.num_views, num_views)
+            policy.config.num_views = num_views
         policy.config.input_image_hw = tuple(image_hw)
         policy.config.action_dt = config.action_dt
     if m.freeze_vision:
