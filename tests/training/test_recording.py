@@ -73,6 +73,39 @@ def test_dropped_frames_save_and_discard(tmp_path):
     writer.close()
 
 
+def test_a_failed_save_is_one_line_and_recording_goes_on(tmp_path, monkeypatch):
+    """The writer refusing an episode (here: its video check fails) discards that episode only: save() says so in
+    one line instead of raising into the recorder node, the saved episodes stay, and the next episode records."""
+    clock = Clock()
+    writer = LeRobotV3Writer.create(tmp_path / "ds", fps=10, features=robot_features({"cam": (H, W)}))
+    rec = EpisodeRecorder(writer, ["cam"], clock=clock)
+
+    def episode(task):
+        assert rec.start(task)[0]
+        for k in range(3):
+            _feed(rec, clock, k)
+            rec.tick()
+
+    episode("first")
+    assert rec.save()[0]
+    episode("second")
+    real_stage = writer._stage_episode
+
+    def failing_stage(*args, **kw):
+        raise RuntimeError("cam: episode video lasts 0.2 s, expected 0.3 s")
+
+    monkeypatch.setattr(writer, "_stage_episode", failing_stage)
+    ok, msg = rec.save()
+    assert not ok and "discarded" in msg and "episode video lasts" in msg and "\n" not in msg
+    assert writer.num_episodes == 1 and not rec.recording
+    monkeypatch.setattr(writer, "_stage_episode", real_stage)
+    episode("third")
+    assert rec.save()[0] and writer.num_episodes == 2
+    writer.close()
+    ds = LeRobotV3Dataset(tmp_path / "ds")
+    assert [list(e["tasks"]) for e in ds.episodes] == [["first"], ["third"]]
+
+
 @pytest.mark.slow
 def test_record_command_collects_expert_demonstrations(tmp_path):
     pytest.importorskip("hardware.sim.world")

@@ -142,7 +142,11 @@ class EpisodeRecorder:
         if self._frames == 0:
             self.writer.discard_episode()
             return False, "the episode had no frames; discarded"
-        index = self.writer.save_episode()
+        try:
+            index = self.writer.save_episode()
+        except Exception as exc:  # noqa: BLE001 - the writer discarded the episode; the dataset is as before
+            return False, (f"saving the episode failed, it was discarded ({self._frames} frames; the dataset's "
+                           f"saved episodes are intact): {exc}")
         self._saved_this_run += 1
         return True, f"saved episode {index} ({self._frames} frames, {self._dropped} dropped)"
 
