@@ -160,7 +160,10 @@ class RecorderNode(Node):
     def save_episode(self) -> tuple[bool, str]:
         ok, msg = self.recorder.save()
         self._close_bag(keep=ok)
-        (self.get_logger().info if ok else self.get_logger().error)(msg)
+        if ok:  # separate call sites: rclpy refuses one call site logging at two severities
+            self.get_logger().info(msg)
+        else:
+            self.get_logger().error(msg)
         return ok, msg
 
     def discard_episode(self) -> tuple[bool, str]:
