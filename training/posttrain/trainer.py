@@ -134,7 +134,7 @@ def sample_noise(seed: int, epoch: int, index: int, horizon: int, dim: int, alph
 class WeightEMA:
     """Exponential moving average of the trained parameters: ``avg <- decay * avg + (1 - decay) * param`` after
     every optimiser step, kept in float32 beside the model. ``applied()`` puts the average into the model for a
-    block (validation, export, checkpointing) and restores the raw weights after it."""
+    block (validation, export) and restores the raw weights after it; checkpoints keep both."""
 
     def __init__(self, named_params: list[tuple[str, torch.nn.Parameter]], decay: float):
         self.decay = float(decay)
