@@ -82,9 +82,13 @@ def real_graph(tmp_path_factory):
         sim.stop()
 
 
+def node_diagnostics(state, device: str = "arm") -> dict[str, str]:
+    """The ``device`` node's last diagnostics (arm or hand): its message and values ({} before the first)."""
+    return next((values for name, values in state["diagnostics"].items() if f"jala/{device}" in name), {})
+
+
 def arm_diagnostics(state) -> dict[str, str]:
-    """The arm node's last diagnostics: its message and values ({} before the first)."""
-    return next((values for name, values in state["diagnostics"].items() if "jala/arm" in name), {})
+    return node_diagnostics(state, "arm")
 
 
 def arm_report(state) -> str:
@@ -109,21 +113,53 @@ def wait_for_joint0(state, target: float, timeout_s: float = 10.0, tol: float = 
         time.sleep(0.05)
 
 
+def trigger(node, name: str):
+    """Call the std_srvs/Trigger service ``name``; its response (None when it did not answer within 10 s)."""
+    from std_srvs.srv import Trigger
+
+    client = node.create_client(Trigger, name)
+    assert client.wait_for_service(timeout_sec=10.0), name
+    fut = client.call_async(Trigger.Request())
+    end = time.monotonic() + 10.0
+    while not fut.done() and time.monotonic() < end:
+        time.sleep(0.01)
+    node.destroy_client(client)
+    return fut.result()
+
+
+def recover_if_stalled(node, state) -> bool:
+    """CPU starvation on a loaded machine (2 cores, franky-sim and the nodes): a node whose threads stood still for
+    longer than stall_hold_s holds, as it must. Recover the arm and hand nodes from such a hold (only that one);
+    True when one was recovered."""
+    recovered = False
+    for device in ("arm", "hand"):
+        if "stalled" in node_diagnostics(state, device).get("hold_reason", ""):
+            response = trigger(node, f"/jala/{device}/recover")
+            assert response is not None and response.success, response
+            recovered = True
+    return recovered
+
+
 def test_real_arm_and_hand_nodes_follow_a_chunk(real_graph):
     from jala_ros.conversions import trajectory_msg
     from embodiment import CHUNK_JOINT_NAMES
 
     node, pub, state = real_graph
-    q0 = np.array(state["arm"][-1].position)
-    stamp = node.get_clock().now().nanoseconds * 1e-9
-    n = 15
-    ts = stamp + 0.3 + 1.5 * np.arange(1, n + 1) / n
-    arm = q0[None].repeat(n, 0)
-    arm[:, 0] += 0.15 * np.arange(1, n + 1) / n
-    actions = np.hstack([arm, np.full((n, 6), 300.0)])
-    pub.publish(trajectory_msg(actions, ts, stamp, CHUNK_JOINT_NAMES))
-    time.sleep(1.8)  # the chunk's last waypoint
-    q = wait_for_joint0(state, q0[0] + 0.15)
+    for _ in range(3):  # after a stall hold (a starved machine) or a chunk skipped late: recover, send again
+        q0 = np.array(state["arm"][-1].position)
+        stamp = node.get_clock().now().nanoseconds * 1e-9
+        n = 15
+        ts = stamp + 0.3 + 1.5 * np.arange(1, n + 1) / n
+        arm = q0[None].repeat(n, 0)
+        arm[:, 0] += 0.15 * np.arange(1, n + 1) / n
+        actions = np.hstack([arm, np.full((n, 6), 300.0)])
+        pub.publish(trajectory_msg(actions, ts, stamp, CHUNK_JOINT_NAMES))
+        time.sleep(1.8)  # the chunk's last waypoint
+        q = wait_for_joint0(state, q0[0] + 0.15)
+        hand_there = np.all(np.abs(np.array(state["hand"][-1].position) - 300.0) < 30.0)
+        if abs(q[0] - (q0[0] + 0.15)) < 0.02 and hand_there:
+            break
+        recover_if_stalled(node, state)
     assert abs(q[0] - (q0[0] + 0.15)) < 0.02, (q0, q, arm_report(state))
     assert np.abs(q[1:] - q0[1:]).max() < 0.02
     angles = np.array(state["hand"][-1].position)
@@ -133,22 +169,10 @@ def test_real_arm_and_hand_nodes_follow_a_chunk(real_graph):
 
 
 def test_real_arm_estop_holds_and_refuses_chunks_until_recover(real_graph):
-    from std_srvs.srv import Trigger
-
     from jala_ros.conversions import trajectory_msg
     from embodiment import CHUNK_JOINT_NAMES
 
     node, pub, state = real_graph
-
-    def call(name):
-        client = node.create_client(Trigger, name)
-        assert client.wait_for_service(timeout_sec=10.0), name
-        fut = client.call_async(Trigger.Request())
-        end = time.monotonic() + 10.0
-        while not fut.done() and time.monotonic() < end:
-            time.sleep(0.01)
-        node.destroy_client(client)
-        return fut.result()
 
     def move(dq, expect_motion=True):
         """Send a chunk that moves joint 0 by ``dq`` over 1 s; the start and the position once it is over (or after
@@ -162,10 +186,10 @@ def test_real_arm_estop_holds_and_refuses_chunks_until_recover(real_graph):
         time.sleep(1.3 if expect_motion else 2.0)  # the chunk's last waypoint
         return q0, wait_for_joint0(state, q0[0] + dq) if expect_motion else np.array(state["arm"][-1].position)
 
-    assert call("/jala/arm/estop").success
+    assert trigger(node, "/jala/arm/estop").success
     q0, q = move(-0.1, expect_motion=False)
     assert abs(q[0] - q0[0]) < 0.005, arm_report(state)  # refused while held
-    r = call("/jala/arm/recover")
+    r = trigger(node, "/jala/arm/recover")
     assert r.success, r.message
     # CPU starvation on a loaded machine: a chunk delivered > max_chunk_age_s late is skipped, and a node whose
     # threads stood still > stall_hold_s holds (the stall guard, a hold of its own): send a fresh chunk, after a
@@ -174,8 +198,7 @@ def test_real_arm_estop_holds_and_refuses_chunks_until_recover(real_graph):
         q0, q = move(-0.1)
         if abs(q[0] - (q0[0] - 0.1)) < 0.02:
             break
-        if "stalled" in arm_diagnostics(state).get("hold_reason", ""):
-            assert call("/jala/arm/recover").success
+        recover_if_stalled(node, state)
     assert abs(q[0] - (q0[0] - 0.1)) < 0.02, (q0, q, arm_report(state))  # accepted again
 
 

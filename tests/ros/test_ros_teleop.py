@@ -110,3 +110,75 @@ def test_teleop_publishes_chunks_and_holds_within_the_deadman_when_the_stream_st
         teleop.destroy_node()
         obs.destroy_node()
         rclpy.try_shutdown()
+
+
+class ButtonSource(StallingSource):
+    """Streams like StallingSource; ``press(button)`` adds the button to the next sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.pending: set = set()
+
+    def press(self, button) -> None:
+        self.pending.add(button)
+
+    def read(self):
+        import dataclasses
+
+        sample = super().read()
+        buttons, self.pending = frozenset(self.pending), set()
+        return None if sample is None else dataclasses.replace(sample, buttons=buttons)
+
+
+def test_a_start_the_recorder_does_not_answer_is_reported_as_unanswered_a_refusal_is_not():
+    """The sim expert starts an episode over when the recorder did not answer START (not up yet, or restarted
+    after a crash): the teleop node must tell a START nobody answered from one the recorder refused."""
+    import rclpy
+    from std_srvs.srv import Trigger
+
+    from jala_ros.node_utils import BackgroundSpin, unanswered
+    from jala_ros.teleop_node import TeleopNode
+    from teleop.operator import Button
+
+    apply_loopback_env(DOMAIN + 1)
+    rclpy.init(domain_id=DOMAIN + 1)
+    source = ButtonSource()
+    failed: list[str] = []
+    teleop = TeleopNode(source, overrides={"rate_hz": RATE_HZ}, on_start_failed=failed.append)
+    obs = rclpy.create_node("teleop_button_observer", namespace="/test")
+    stop = threading.Event()
+
+    def states():
+        from jala_ros.conversions import STATE_QOS, joint_state_msg
+        from sensor_msgs.msg import JointState
+
+        arm_pub = obs.create_publisher(JointState, "/jala/arm/joint_states", STATE_QOS)
+        hand_pub = obs.create_publisher(JointState, "/jala/hand/joint_states", STATE_QOS)
+        while not stop.wait(0.01):
+            now = obs.get_clock().now().nanoseconds * 1e-9
+            arm_pub.publish(joint_state_msg(ARM_JOINT_NAMES, READY_Q, stamp=now))
+            hand_pub.publish(joint_state_msg(HAND_JOINT_NAMES, np.full(6, 700.0), stamp=now))
+
+    thread = threading.Thread(target=states, daemon=True)
+    thread.start()
+    spins = [BackgroundSpin([teleop]), BackgroundSpin([obs])]
+    try:
+        source.press(Button.START)  # no recorder in the graph
+        wait_until(lambda: failed, 15.0)
+        assert unanswered(failed[0]) and "/jala/recorder/start" in failed[0], failed
+
+        def refuse(_req, resp):
+            resp.success, resp.message = False, "an episode is already being recorded (save or discard it first)"
+            return resp
+
+        obs.create_service(Trigger, "/jala/recorder/start", refuse)
+        source.press(Button.START)
+        wait_until(lambda: len(failed) >= 2, 15.0)
+        assert not unanswered(failed[1]) and "already being recorded" in failed[1], failed
+    finally:
+        stop.set()
+        for s in spins:
+            s.close()
+        teleop.destroy_node()
+        obs.destroy_node()
+        rclpy.try_shutdown()

@@ -107,7 +107,7 @@ def test_a_failed_save_is_one_line_and_recording_goes_on(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_record_command_collects_expert_demonstrations(tmp_path):
+def test_record_command_collects_expert_demonstrations(tmp_path, capsys):
     pytest.importorskip("hardware.sim.world")
     from training.recording.record import main
 
@@ -130,6 +130,13 @@ def test_record_command_collects_expert_demonstrations(tmp_path):
         assert np.abs(act[:-3] - state[3:]).mean() < np.abs(act[3:] - state[:-3]).mean()
     assert main(["--task", "water_plant", "--episodes", "1", "--root", str(root), "--width", "64", "--height",
                  "48", "--no-progress", "--seed", "5"]) == 0  # appends
+    assert LeRobotV3Dataset(root).num_episodes == 3
+    # --min-clearance: a success whose actions come closer to the gate's joint limits is discarded, with a line
+    capsys.readouterr()
+    assert main(["--task", "water_plant", "--episodes", "1", "--root", str(root), "--width", "64", "--height",
+                 "48", "--no-progress", "--min-clearance", "2.0", "--max-attempts", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "seed 0: succeeded but discarded, too close to a joint limit (joint" in err and "< 2)" in err, err
     assert LeRobotV3Dataset(root).num_episodes == 3
 
 

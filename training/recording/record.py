@@ -13,6 +13,12 @@ seed tried) until ``--episodes`` are saved. An existing dataset at ``--root`` is
 ``--dart-noise STD``: smooth noise (rad) added to the executed arm targets while the recorded action stays the
 operator's clean command (DART-style data that teaches recovery).
 
+``--min-clearance RAD``: keep a successful demonstration only when every recorded arm action stays at least RAD
+from the FR3 safety gate's joint limits (datasheet limit less its margin); a closer one is discarded with a line
+saying which joint, and the next seed tried. A policy imitates its demonstrations with some error, so demos that
+run along a joint limit teach it chunks the gate refuses (safety stops); ``python -m
+training.recording.action_margin DATASET`` shows how close a recorded dataset comes.
+
 On the robot (or the simulated world in real time through the ROS graph), record with
 ``python launch/run_task.py <task> --record N --dataset DIR`` (see README, "Recording demonstrations").
 """
@@ -44,9 +50,13 @@ def task_cameras(task: str) -> list[tuple[str, str]]:
 
 def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: str = "seen", seed: int = 0,
                       fps: float | None = None, width: int = 640, height: int = 480, dart_noise: float = 0.0,
-                      max_attempts: int | None = None, progress: bool = True, video_codec: str | None = None):
+                      max_attempts: int | None = None, progress: bool = True, video_codec: str | None = None,
+                      min_clearance: float = 0.0):
     """Record ``episodes`` successful expert demonstrations of ``task`` into the dataset at ``root``; returns
-    (saved episode indices, attempts, wall seconds)."""
+    (saved episode indices, attempts, wall seconds). ``min_clearance``: see the module (0 keeps every success)."""
+    import numpy as np
+
+    from hardware.franka.safety import ArmSafetyLimits
     from hardware.sim.world import SimWorld, SimWorldConfig
     from jala_runtime.executor import ChunkExecutor, FollowerConfig
     from teleop.session import TeleopConfig, TeleopSession
@@ -55,6 +65,9 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
     from .lerobot_v3 import LeRobotV3Writer, robot_features
     from .recorder import EpisodeRecorder
 
+    if not (math.isfinite(min_clearance) and min_clearance >= 0):
+        raise ValueError(f"min_clearance must be a finite number of rad >= 0, got {min_clearance}")
+    gate = ArmSafetyLimits()
     dt = ACTION_DT if fps is None else 1.0 / float(fps)
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width,
                                     render_height=height))
@@ -89,6 +102,7 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
             executor = ChunkExecutor(world.arm, world.hand, FollowerConfig(min_lead_s=0.0, stall_hold_s=math.inf),
                                      FollowerConfig(stall_hold_s=math.inf), clock=lambda: clock[0])
             t0, steps_done, started, outcome = world.sim_time, 0, False, "timeout"
+            clearance = np.full(7, np.inf)  # of the recorded arm actions to the gate's joint limits, per joint
             for k in range(int(math.ceil(world.episode_seconds / dt))):
                 now = t0 + k * dt
                 clock[0] = now
@@ -114,6 +128,8 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
                 recorder.set_state(proprio)
                 if cmd.clean is not None:
                     recorder.set_action(cmd.clean)
+                    arm = np.asarray(cmd.clean[:7], float)
+                    clearance = np.minimum(clearance, np.minimum(arm - gate.q_lower, gate.q_upper - arm))
                 recorder.tick(now)
                 target = int(round((k + 1) * dt / world.model.opt.timestep))
                 world.step(target - steps_done)
@@ -121,6 +137,10 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
                 if world.completion().success:
                     outcome = "success"
                     break
+            if outcome == "success" and clearance.min() < min_clearance:
+                j = int(np.argmin(clearance))
+                outcome = f"too close to a joint limit (joint {j + 1}: {clearance[j]:.3f} rad < {min_clearance:g})"
+                print(f"seed {ep_seed}: succeeded but discarded, {outcome}", file=sys.stderr)
             if outcome == "success":
                 ok, msg = recorder.save()
                 if ok:
@@ -149,15 +169,19 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--dart-noise", type=float, default=0.0, help="std (rad) of smooth noise on executed arm targets")
+    ap.add_argument("--min-clearance", type=float, default=0.0,
+                    help="discard demos whose arm actions come closer than this (rad) to the gate's joint limits")
     ap.add_argument("--max-attempts", type=int, default=None, help="give up after this many episodes (default: none)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     if args.episodes < 1:
         ap.error("--episodes must be at least 1")
+    if not (math.isfinite(args.min_clearance) and args.min_clearance >= 0):
+        ap.error("--min-clearance must be a finite number of rad >= 0")
     saved, attempts, wall = collect_simulated(
         args.task, args.episodes, args.root, variant=args.variant, seed=args.seed, fps=args.fps, width=args.width,
         height=args.height, dart_noise=args.dart_noise, max_attempts=args.max_attempts,
-        progress=not args.no_progress)
+        progress=not args.no_progress, min_clearance=args.min_clearance)
     print(f"{args.task}: saved {len(saved)} episode(s) of {attempts} attempt(s) to {args.root} in {wall:.1f} s")
     return 0 if len(saved) == args.episodes else 1
 

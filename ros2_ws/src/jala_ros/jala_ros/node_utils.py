@@ -305,15 +305,25 @@ class HoldListener(SideNode):
         self.node.create_subscription(Bool, topic, callback, LATCHED_QOS)
 
 
+NO_ANSWER = "did not answer"  # in call_trigger's message when the service never answered (see unanswered())
+
+
 def call_trigger(client, timeout: float) -> tuple[bool, str]:
     """Call a std_srvs/Trigger service through ``client`` and wait for the answer (the client's node must be
-    spun by another thread than the caller's)."""
+    spun by another thread than the caller's). When the service did not answer, the message says so
+    (``unanswered(message)``): it was not there, or the request was lost (a server killed and restarted under the
+    same name can keep a stale discovery entry for a while, so a request goes to the dead one)."""
     from std_srvs.srv import Trigger
 
     if not client.wait_for_service(timeout_sec=timeout):
-        return False, f"{client.srv_name} is not available"
+        return False, f"{client.srv_name} {NO_ANSWER}: it is not available"
     fut = client.call_async(Trigger.Request())
     if not wait_for(fut.done, timeout, period=0.005):
         client.remove_pending_request(fut)
-        return False, f"{client.srv_name} timed out"
+        return False, f"{client.srv_name} {NO_ANSWER} within {timeout:g} s"
     return fut.result().success, fut.result().message
+
+
+def unanswered(message: str) -> bool:
+    """True when ``message`` is call_trigger's for a service that never answered (not a refusal by the service)."""
+    return NO_ANSWER in message

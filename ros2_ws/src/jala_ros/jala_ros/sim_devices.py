@@ -23,7 +23,7 @@ from .camera_node import CameraNode
 from .conversions import LATCHED_QOS
 from .devices import make_sim_world, pick_sim_cameras
 from .hand_node import HandNode
-from .node_utils import call_trigger, declare, init_ros, spin_nodes, startup_errors
+from .node_utils import call_trigger, declare, init_ros, spin_nodes, startup_errors, unanswered
 from .parameters import SIM_PREFIXES, SimDevicesConfig
 
 
@@ -118,7 +118,9 @@ def expert_operator_node(sim: "SimWorldNode", namespace: str = "/jala"):
     ``teleop.sources.expert.ExpertOperator``. It presses START at the start of an episode, and SAVE when the task
     succeeded (DISCARD when its plan played out without success). After each episode the world resets with the
     next seed, the session forgets the stream, a hold from the failed attempt is cleared (``/jala/supervisor/reset``,
-    as the operator would after a re-take) and the expert starts over."""
+    as the operator would after a re-take) and the expert starts over. When the recorder did not answer START (not
+    up yet, or restarted after a crash), nobody would record the demonstration: the expert discards whatever a
+    lost answer may have started and starts the same seed over, instead of playing it unrecorded."""
     from teleop.sources.expert import ExpertOperator
 
     from .teleop_node import TeleopNode
@@ -127,8 +129,8 @@ def expert_operator_node(sim: "SimWorldNode", namespace: str = "/jala"):
     source = ExpertOperator(world)
     episode = [0]
 
-    def next_episode(_saved: bool) -> None:
-        episode[0] += 1
+    def next_episode(_saved: bool, advance: bool = True) -> None:
+        episode[0] += int(advance)
         world.reset(int(sim.p["seed"]) + episode[0])
         node.session.reset()
         source.reset()
@@ -136,10 +138,16 @@ def expert_operator_node(sim: "SimWorldNode", namespace: str = "/jala"):
         if not ok:
             node.get_logger().warning(f"supervisor reset before the next episode: {msg}")
 
+    def start_failed(message: str) -> None:
+        if unanswered(message):
+            call_trigger(discard_client, timeout=5.0)
+            next_episode(False, advance=False)
+
     options = json.loads(sim.p["operator_options"]) if sim.p["operator_options"].strip() else {}
     node = TeleopNode(source, name="teleop", namespace=namespace, overrides={**options, "source": "expert"},
-                      allowed_parameters=set(), on_episode_end=next_episode)
+                      allowed_parameters=set(), on_episode_end=next_episode, on_start_failed=start_failed)
     reset_client = node.side_node.create_client(Trigger, "/jala/supervisor/reset")
+    discard_client = node.side_node.create_client(Trigger, f"{node.p['recorder'].rstrip('/')}/discard")
     return node
 
 

@@ -37,11 +37,13 @@ class TeleopNode(Node):
     """``source``: an OperatorSource (tests, sim_devices' expert); else made from the ``source`` parameter.
     ``on_episode_end``: called after the operator's SAVE or DISCARD, with True when the recorder saved the episode
     (the simulated world resets for the next one either way: a recorder that was restarted mid-episode answers
-    SAVE with "no episode", and the expert simply starts over)."""
+    SAVE with "no episode", and the expert simply starts over). ``on_start_failed``: called with the message when
+    the recorder did not start an episode on START (it refused, or did not answer: ``node_utils.unanswered``)."""
 
     def __init__(self, source=None, name: str = "teleop", namespace: str = "/jala", overrides: dict | None = None,
                  allowed_parameters: set[str] | None = None,
                  on_episode_end: Callable[[bool], None] | None = None,
+                 on_start_failed: Callable[[str], None] | None = None,
                  **node_kwargs):
         super().__init__(name, namespace=namespace, **node_kwargs)
         self.p = p = declare(self, TeleopNodeConfig, overrides, allowed_parameters)
@@ -52,6 +54,7 @@ class TeleopNode(Node):
             rate_hz=float(p["rate_hz"]), deadman_s=float(p["deadman_s"]), dart_noise=float(p["dart_noise"]),
             lead_s=float(p["lead_s"])))
         self.on_episode_end = on_episode_end
+        self.on_start_failed = on_start_failed
         self._lock = threading.Lock()
         self._arm: np.ndarray | None = None
         self._hand: np.ndarray | None = None
@@ -135,9 +138,14 @@ class TeleopNode(Node):
         if service is None:
             return
         ok, msg = call_trigger(self._recorder_clients[service], timeout=5.0)
-        self.get_logger().info(f"recorder {service}: {msg}")
+        if ok:  # separate call sites: rclpy refuses one call site logging at two severities
+            self.get_logger().info(f"recorder {service}: {msg}")
+        else:
+            self.get_logger().warning(f"recorder {service} failed: {msg}")
         if service in ("save", "discard") and self.on_episode_end is not None:
             self.on_episode_end(ok and service == "save")
+        if service == "start" and not ok and self.on_start_failed is not None:
+            self.on_start_failed(msg)
 
     def destroy_node(self):
         self._stop.set()
