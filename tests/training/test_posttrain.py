@@ -92,6 +92,55 @@ def test_validation_split_holds_out_the_last_episodes():
     assert split_episodes(1, 0.5, 5) == ([0], [])  # never every episode
 
 
+def test_episodes_that_run_along_a_joint_limit_are_left_out_with_min_clearance(tmp_path, caplog):
+    """data.min_clearance: an episode whose arm actions come closer to the FR3 gate's joint limits is not used for
+    training or validation; the others keep their indices, and the log says how many were left out."""
+    import logging
+
+    from embodiment import FR3_Q_MAX, READY_Q
+    from hardware.franka.safety import ArmSafetyLimits
+    from training.posttrain.data import clear_episodes, train_val_split
+    from training.posttrain.trainer import PostTrainer
+    from training.recording.lerobot_v3 import LeRobotV3Writer, robot_features
+
+    gate_j6 = FR3_Q_MAX[5] - ArmSafetyLimits().position_margin
+    root = tmp_path / "ds"
+    writer = LeRobotV3Writer.create(root, fps=15, features=robot_features({"camera": (H, W)}), video_codec="h264")
+    for e, j6_peak in enumerate([READY_Q[5], gate_j6 - 0.1, READY_Q[5], READY_Q[5]]):  # episode 1: 0.1 rad
+        writer.start_episode(TASK)
+        for i in range(24):
+            arm = np.array(READY_Q) + 0.01 * np.sin(i / 3 + e)
+            arm[5] = READY_Q[5] + (j6_peak - READY_Q[5]) * np.sin(np.pi * i / 23)
+            action = np.concatenate([arm, np.full(6, 500.0)]).astype(np.float32)
+            writer.add_frame({"observation.images.camera": np.full((H, W, 3), grey(i), np.uint8),
+                              "observation.state": action, "action": action})
+        writer.save_episode()
+    writer.close()
+    ds = load_datasets([str(root)])
+    lines = []
+    keep = clear_episodes(ds, 0.3, lines.append)
+    assert keep == [[0, 2, 3]] and "left out 1 of 4 episode(s)" in lines[0], (keep, lines)
+    assert clear_episodes(ds, 0.05) == [[0, 1, 2, 3]]
+    train, val = train_val_split(ds, 0.34, 5, keep)
+    assert [r.episode for r in train] == [0, 2] and [r.episode for r in val] == [3]
+
+    cfg = tiny_config(tmp_path / "run", [root])
+    cfg.data.min_clearance = 0.3
+    with caplog.at_level(logging.INFO, logger="training.posttrain.trainer"):
+        trainer = PostTrainer(cfg)
+    assert [r.episode for r in trainer.train_data.episodes] == [0, 2]
+    assert [r.episode for r in trainer.val_data.episodes] == [3]
+    assert "left out 1 of 4 episode(s)" in caplog.text
+    cfg.data.min_clearance = 2.0  # no episode keeps 2 rad from every limit
+    with pytest.raises(ConfigError, match="min_clearance"):
+        PostTrainer(cfg)
+    with pytest.raises(ConfigError, match="min_clearance"):
+        tiny_config(tmp_path / "bad", [root]).data.__class__(min_clearance=-0.1)
+    from training.posttrain.__main__ import configure, parse_args
+
+    assert configure(parse_args(["--config", "tiny", "--min-clearance", "0.3"])).data.min_clearance == 0.3
+
+
 def test_views_of_different_sizes_or_a_missing_camera_are_refused(demo_dirs, tmp_path):
     ds = load_datasets([demo_dirs["15"]])
     with pytest.raises(ConfigError, match="no camera feature 'observation.images.wrist'"):

@@ -30,6 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--ema-decay", type=float, default=None,
                     help="exponential moving average of the weights for validation and exports (optim.ema_decay)")
+    ap.add_argument("--min-clearance", type=float, default=None,
+                    help="leave out demos closer than this (rad) to the FR3 gate's joint limits (data.min_clearance)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     ap.add_argument("--resume", default=None, help="auto (default) | none | a checkpoint path")
@@ -56,6 +58,8 @@ def configure(args: argparse.Namespace) -> PostTrainConfig:
         d["optim"]["lr"] = args.lr
     if args.ema_decay is not None:
         d["optim"]["ema_decay"] = args.ema_decay
+    if args.min_clearance is not None:
+        d["data"]["min_clearance"] = args.min_clearance
     if args.seed is not None:
         d["run"]["seed"] = args.seed
     if args.device:

@@ -75,6 +75,9 @@ class DataConfig:
     frame_cache_dir: str | None = None  # on-disk cache of decoded frames (default: <output_dir>/cache)
     cache_features: bool = True  # cache the frozen visual modules' outputs per frame (needs freeze_vision)
     num_workers: int = 2  # DataLoader workers decoding video ahead of training (0: in the training process)
+    # leave out episodes whose arm actions come closer than this (rad) to the FR3 gate's joint limits: a policy
+    # imitating a demo that runs along a limit sends chunks the gate refuses (0: keep every episode)
+    min_clearance: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.roots, (str, Path)):
@@ -82,6 +85,8 @@ class DataConfig:
         self.roots = [str(r) for r in self.roots]
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError("data.val_fraction must be in [0, 1)")
+        if not (math.isfinite(self.min_clearance) and self.min_clearance >= 0):
+            raise ConfigError(f"data.min_clearance must be a finite number of rad >= 0, got {self.min_clearance}")
         if self.frame_stride < 1 or self.num_workers < 0 or self.val_episodes_max < 0:
             raise ConfigError("data.frame_stride must be >= 1, data.num_workers and val_episodes_max >= 0")
 

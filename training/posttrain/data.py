@@ -203,14 +203,33 @@ def load_datasets(roots: list[str]) -> list[LeRobotV3Dataset]:
     return out
 
 
-def train_val_split(datasets: list[LeRobotV3Dataset], val_fraction: float, val_max: int
-                    ) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
+def train_val_split(datasets: list[LeRobotV3Dataset], val_fraction: float, val_max: int,
+                    keep: list[list[int]] | None = None) -> tuple[list[EpisodeRef], list[EpisodeRef]]:
+    """Each dataset's episodes split into training and validation (the last ones, ``split_episodes``);
+    ``keep``: per dataset, the episodes to use (default: all of them)."""
     train, val = [], []
     for d, ds in enumerate(datasets):
-        tr, va = split_episodes(ds.num_episodes, val_fraction, val_max)
-        train += [EpisodeRef(d, e) for e in tr]
-        val += [EpisodeRef(d, e) for e in va]
+        episodes = list(range(ds.num_episodes)) if keep is None else list(keep[d])
+        tr, va = split_episodes(len(episodes), val_fraction, val_max)
+        train += [EpisodeRef(d, episodes[i]) for i in tr]
+        val += [EpisodeRef(d, episodes[i]) for i in va]
     return train, val
+
+
+def clear_episodes(datasets: list[LeRobotV3Dataset], min_clearance: float, log=None) -> list[list[int]]:
+    """Per dataset, the episodes whose arm actions all stay at least ``min_clearance`` rad inside the FR3 safety
+    gate's joint limits (``training.recording.action_margin``); ``log`` gets a line per dataset that lost some."""
+    from training.recording.action_margin import episode_clearances
+
+    keep = []
+    for ds in datasets:
+        clearance = episode_clearances(ds)
+        kept = [e for e in range(ds.num_episodes) if clearance[e] >= min_clearance]
+        if log is not None and len(kept) < ds.num_episodes:
+            log(f"data: {ds.root}: left out {ds.num_episodes - len(kept)} of {ds.num_episodes} episode(s) that come "
+                f"within {min_clearance:g} rad of the FR3 gate's joint limits (data.min_clearance)")
+        keep.append(kept)
+    return keep
 
 
 def collate(items: list[dict]) -> dict:

@@ -38,7 +38,7 @@ from ..pretrain.checkpoint import latest_checkpoint, load_checkpoint, rng_state,
 from ..pretrain.data import ResumableDistributedSampler
 from ..pretrain.trainer import WarmupCosine, _param_groups, resolve_device
 from .config import PostTrainConfig
-from .data import DemoChunkDataset, collate, load_datasets, train_val_split
+from .data import DemoChunkDataset, clear_episodes, collate, load_datasets, train_val_split
 from .features import VisualFeatureCache
 
 log = logging.getLogger(__name__)
@@ -182,9 +182,11 @@ class PostTrainer:
 
         # data
         self.lerobot = load_datasets(cfg.data.roots)
-        train_eps, val_eps = train_val_split(self.lerobot, cfg.data.val_fraction, cfg.data.val_episodes_max)
+        keep = clear_episodes(self.lerobot, cfg.data.min_clearance, log.info) if cfg.data.min_clearance else None
+        train_eps, val_eps = train_val_split(self.lerobot, cfg.data.val_fraction, cfg.data.val_episodes_max, keep)
         if not train_eps:
-            raise ConfigError("the datasets hold no episodes")
+            raise ConfigError("the datasets hold no episodes" + (
+                f" that keep {cfg.data.min_clearance:g} rad from the joint limits (data.min_clearance)" if keep else ""))
         cache = cfg.data.frame_cache_dir
         horizon = self._horizon()
         common = dict(horizon=horizon, action_dt=cfg.action_dt, camera_keys=cfg.data.camera_keys,

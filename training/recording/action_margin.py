@@ -38,6 +38,21 @@ class ActionMargin:
     limit_clearance: np.ndarray  # (7,) smallest distance to the gate's joint limits, rad (negative: beyond)
 
 
+def limit_clearance(arm_actions, limits: ArmSafetyLimits | None = None) -> np.ndarray:
+    """(7,) the smallest distance of (N, 7) arm actions to the gate's joint limits (datasheet limit less its
+    margin) per joint, rad; negative where an action is beyond."""
+    limits = limits or ArmSafetyLimits()
+    a = np.asarray(arm_actions, dtype=float).reshape(-1, ARM_DOF)
+    return np.minimum(a - limits.q_lower, limits.q_upper - a).min(axis=0)
+
+
+def episode_clearances(ds, limits: ArmSafetyLimits | None = None) -> np.ndarray:
+    """(num_episodes,) each episode's smallest limit_clearance over its arm actions and joints (a LeRobot v3.0
+    dataset, ``LeRobotV3Dataset``)."""
+    return np.array([limit_clearance(np.asarray(ds.episode_data(e)["action"], dtype=float)[:, :ARM_DOF],
+                                     limits).min() for e in range(ds.num_episodes)])
+
+
 def action_margin(root: str | Path, limits: ArmSafetyLimits | None = None, near: float = 0.9) -> ActionMargin:
     from .lerobot_v3 import LeRobotV3Dataset
 
@@ -60,7 +75,7 @@ def action_margin(root: str | Path, limits: ArmSafetyLimits | None = None, near:
         max_step=s.max(axis=0) if len(s) else np.zeros(ARM_DOF),
         p99_step=float(np.percentile(largest, 99)) if len(s) else 0.0,
         near_steps=int(np.sum(largest > near * limits.max_step)),
-        limit_clearance=np.minimum(a - limits.q_lower, limits.q_upper - a).min(axis=0))
+        limit_clearance=limit_clearance(a, limits))
 
 
 def main(argv=None) -> int:

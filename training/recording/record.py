@@ -56,7 +56,7 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
     (saved episode indices, attempts, wall seconds). ``min_clearance``: see the module (0 keeps every success)."""
     import numpy as np
 
-    from hardware.franka.safety import ArmSafetyLimits
+    from .action_margin import limit_clearance
     from hardware.sim.world import SimWorld, SimWorldConfig
     from jala_runtime.executor import ChunkExecutor, FollowerConfig
     from teleop.session import TeleopConfig, TeleopSession
@@ -67,7 +67,6 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
 
     if not (math.isfinite(min_clearance) and min_clearance >= 0):
         raise ValueError(f"min_clearance must be a finite number of rad >= 0, got {min_clearance}")
-    gate = ArmSafetyLimits()
     dt = ACTION_DT if fps is None else 1.0 / float(fps)
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width,
                                     render_height=height))
@@ -102,7 +101,7 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
             executor = ChunkExecutor(world.arm, world.hand, FollowerConfig(min_lead_s=0.0, stall_hold_s=math.inf),
                                      FollowerConfig(stall_hold_s=math.inf), clock=lambda: clock[0])
             t0, steps_done, started, outcome = world.sim_time, 0, False, "timeout"
-            clearance = np.full(7, np.inf)  # of the recorded arm actions to the gate's joint limits, per joint
+            arm_actions = []  # the recorded clean arm commands (their clearance to the gate's joint limits)
             for k in range(int(math.ceil(world.episode_seconds / dt))):
                 now = t0 + k * dt
                 clock[0] = now
@@ -128,8 +127,7 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
                 recorder.set_state(proprio)
                 if cmd.clean is not None:
                     recorder.set_action(cmd.clean)
-                    arm = np.asarray(cmd.clean[:7], float)
-                    clearance = np.minimum(clearance, np.minimum(arm - gate.q_lower, gate.q_upper - arm))
+                    arm_actions.append(np.asarray(cmd.clean[:7], float))
                 recorder.tick(now)
                 target = int(round((k + 1) * dt / world.model.opt.timestep))
                 world.step(target - steps_done)
@@ -137,6 +135,7 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
                 if world.completion().success:
                     outcome = "success"
                     break
+            clearance = limit_clearance(arm_actions) if arm_actions else np.full(7, np.inf)
             if outcome == "success" and clearance.min() < min_clearance:
                 j = int(np.argmin(clearance))
                 outcome = f"too close to a joint limit (joint {j + 1}: {clearance[j]:.3f} rad < {min_clearance:g})"
