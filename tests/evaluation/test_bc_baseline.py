@@ -13,6 +13,7 @@ import torch
 pytest.importorskip("hardware.sim.world")  # sets MUJOCO_GL before mujoco is imported
 
 from hardware.sim import SimWorld, SimWorldConfig  # noqa: E402
+from jala_policy.config import ConfigError  # noqa: E402
 from training.bc_baseline.model import (BCNet, decode_actions, encode_targets, load_bc, resize_frames,  # noqa: E402
                                         shift_augment)
 from training.bc_baseline.train import TrainingData, fit, load_training_data, make_config, train  # noqa: E402
@@ -61,6 +62,26 @@ def test_training_data_is_preloaded_at_96x72(data):
     assert data.state.shape == (n, 13) and data.actions.shape == (n, 16, 13) and data.mask.shape == (n, 16)
     assert not bool(data.mask[-1].any()) and bool(data.mask[0].all())  # the last frame's chunk is all padding
     assert data.images.float().std() > 5  # real frames, not blank
+
+
+def test_min_clearance_leaves_out_the_same_demos_as_post_training(dataset, data, capsys):
+    """--min-clearance: the baseline trains on the episodes post-training's data.min_clearance keeps; a demo
+    closer to the FR3 gate's joint limits is left out, and none left is a one-line error."""
+    from training.bc_baseline.train import main
+    from training.posttrain.data import load_datasets
+    from training.recording.action_margin import episode_clearances
+
+    clearance = float(episode_clearances(load_datasets([str(dataset)])[0])[0])
+    kept = load_training_data([str(dataset)], log=lambda m: None, min_clearance=clearance - 0.01)
+    assert len(kept) == len(data)
+    lines = []
+    with pytest.raises(ConfigError, match="no episodes that keep"):
+        load_training_data([str(dataset)], log=lines.append, min_clearance=clearance + 0.01)
+    assert "left out 1 of 1 episode(s)" in lines[0]
+    assert main(["--data", str(dataset), "--output", str(dataset.parent / "none"), "--steps", "1",
+                 "--min-clearance", f"{clearance + 0.01}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the datasets hold no episodes that keep") and "Traceback" not in err
 
 
 def test_loss_falls_when_overfitting_a_few_samples(data):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from embodiment import ACTION_DT, ACTION_HORIZON, ARM_DOF
-from training.posttrain.data import DemoChunkDataset, load_datasets, train_val_split
+from training.posttrain.data import DemoChunkDataset, clear_episodes, load_datasets, train_val_split
 
 from .model import BCConfig, BCNet, decode_actions, encode_targets, resize_frames, save_bc, shift_augment
 
@@ -36,11 +36,19 @@ class TrainingData:
 
 
 def load_training_data(roots: list[str], camera_keys: list[str] | None = None,
-                       horizon: int = ACTION_HORIZON, action_dt: float = ACTION_DT, log=print) -> TrainingData:
+                       horizon: int = ACTION_HORIZON, action_dt: float = ACTION_DT, log=print,
+                       min_clearance: float = 0.0) -> TrainingData:
     """Every sample of every episode of the datasets at ``roots``, with its frames decoded (once per episode)
-    and resized to the network's input size."""
+    and resized to the network's input size. ``min_clearance``: leave out the episodes post-training's
+    ``data.min_clearance`` leaves out (closer to the FR3 gate's joint limits; 0: keep all)."""
     datasets = load_datasets(roots)
-    episodes, _ = train_val_split(datasets, 0.0, 0)
+    keep = clear_episodes(datasets, min_clearance, log) if min_clearance else None
+    episodes, _ = train_val_split(datasets, 0.0, 0, keep)
+    if not episodes:
+        from jala_policy.config import ConfigError
+
+        raise ConfigError("the datasets hold no episodes" + (
+            f" that keep {min_clearance:g} rad from the FR3 gate's joint limits (--min-clearance)" if keep else ""))
     ds = DemoChunkDataset(datasets, episodes, horizon=horizon, action_dt=action_dt, camera_keys=camera_keys,
                           with_images=False)
     n = len(ds)
@@ -116,12 +124,12 @@ def fit(net: BCNet, cfg: BCConfig, data: TrainingData, *, steps: int, batch_size
 
 def train(roots: list[str], output: str, *, steps: int, batch_size: int = 64, seed: int = 0, lr: float = 1e-3,
           camera_keys: list[str] | None = None, log_every: int = 100, log=print,
-          model: dict | None = None) -> tuple[BCNet, BCConfig]:
-    """Train on every episode of the datasets at ``roots`` and save to ``output``. ``model``: ``BCConfig``
-    overrides (keypoints, channels, hidden)."""
+          model: dict | None = None, min_clearance: float = 0.0) -> tuple[BCNet, BCConfig]:
+    """Train on every episode of the datasets at ``roots`` (those that keep ``min_clearance`` rad from the FR3
+    gate's joint limits) and save to ``output``. ``model``: ``BCConfig`` overrides (keypoints, channels, hidden)."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    data = load_training_data(roots, camera_keys=camera_keys, log=log)
+    data = load_training_data(roots, camera_keys=camera_keys, log=log, min_clearance=min_clearance)
     cfg = make_config(data, **(model or {}))
     net = BCNet(cfg)
     log(f"BCNet: {sum(p.numel() for p in net.parameters()) / 1e6:.3f} M parameters, {torch.get_num_threads()} "
@@ -137,7 +145,8 @@ def train(roots: list[str], output: str, *, steps: int, batch_size: int = 64, se
     wall = time.perf_counter() - t0
     final = float(np.mean(losses[-min(100, len(losses)):])) if losses else float("nan")
     save_bc(output, net, cfg, extra={"data": [str(r) for r in roots], "steps": steps, "batch_size": batch_size,
-                                     "seed": seed, "lr": lr, "samples": len(data), "final_loss": final,
+                                     "seed": seed, "lr": lr, "min_clearance": min_clearance,
+                                     "samples": len(data), "final_loss": final,
                                      "train_arm_mae_rad": arm_err, "train_hand_mae": hand_err,
                                      "wall_seconds": wall, "threads": torch.get_num_threads()})
     log(f"train-set mean |error|: arm {arm_err:.4f} rad, hand {hand_err:.1f} (0..1000)")
@@ -156,14 +165,19 @@ def main(argv=None) -> int:
     ap.add_argument("--camera-keys", nargs="+", default=None, help="camera features (default: all of the dataset's)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--log-every", type=int, default=100)
+    ap.add_argument("--min-clearance", type=float, default=0.0,
+                    help="leave out demos closer than this (rad) to the FR3 gate's joint limits, as post-training")
     args = ap.parse_args(argv)
+    if not (np.isfinite(args.min_clearance) and args.min_clearance >= 0):
+        ap.error("--min-clearance must be a finite number of rad >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     from jala_policy.config import ConfigError
 
     try:
         train(args.data, args.output, steps=args.steps, batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-              camera_keys=args.camera_keys, log_every=args.log_every, log=lambda m: print(m, flush=True))
+              camera_keys=args.camera_keys, log_every=args.log_every, log=lambda m: print(m, flush=True),
+              min_clearance=args.min_clearance)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
