@@ -227,7 +227,7 @@ def clear_episodes(datasets: list[LeRobotV3Dataset], min_clearance: float, log=N
         kept = [e for e in range(ds.num_episodes) if clearance[e] >= min_clearance]
         if log is not None and len(kept) < ds.num_episodes:
             log(f"data: {ds.root}: left out {ds.num_episodes - len(kept)} of {ds.num_episodes} episode(s) that come "
-                f"within {min_clearance:g} rad of the FR3 gate's joint limits (data.min_clearance)")
+                f"within {min_clearance:g} rad of the FR3 gate's joint limits")
         keep.append(kept)
     return keep
 
