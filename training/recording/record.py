@@ -56,12 +56,12 @@ def collect_simulated(task: str, episodes: int, root: str | Path, *, variant: st
     (saved episode indices, attempts, wall seconds). ``min_clearance``: see the module (0 keeps every success)."""
     import numpy as np
 
-    from .action_margin import limit_clearance
     from hardware.sim.world import SimWorld, SimWorldConfig
     from jala_runtime.executor import ChunkExecutor, FollowerConfig
     from teleop.session import TeleopConfig, TeleopSession
     from teleop.sources.expert import ExpertOperator
 
+    from .action_margin import limit_clearance
     from .lerobot_v3 import LeRobotV3Writer, robot_features
     from .recorder import EpisodeRecorder
 
