@@ -14,10 +14,11 @@ HERE = Path(__file__).resolve().parent
 
 CASES = {
     "module_skip": "import pytest\npytestmark = pytest.mark.safety\npytest.importorskip('no_such_module_xyz')\n\n"
-                   "def test_gate():\n    assert 1 + 1 == 2\n",
+                   "def test_gate(request):\n    assert request.node.get_closest_marker('safety') is not None\n",
     "test_skip": "import pytest\n\n@pytest.mark.safety\ndef test_hold():\n    pytest.skip('device missing')\n",
     "plain_skip": "import pytest\n\ndef test_other():\n    pytest.skip('not a safety test')\n\n"
-                  "@pytest.mark.safety\ndef test_hold():\n    assert 2 * 2 == 4\n",
+                  "@pytest.mark.safety\ndef test_hold(request):\n"
+                  "    assert request.node.get_closest_marker('safety') is not None\n",
 }
 
 
