@@ -3,6 +3,7 @@ clean command for the recorder; when the operator stream stalls, no further chun
 within the deadman time."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -51,43 +52,64 @@ class StallingSource:
         self.live = False
 
 
-def test_teleop_publishes_chunks_and_holds_within_the_deadman_when_the_stream_stalls():
+@contextlib.contextmanager
+def teleop_graph(domain: int, source, observer: str, **teleop_kwargs):
+    """A real teleop node driven by ``source`` and an observer node, both spun in the background, with the robot
+    standing at the ready pose (arm and hand joint states at 100 Hz from the observer); yields (teleop, observer)
+    and shuts it all down afterwards."""
     import rclpy
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import String
-    from trajectory_msgs.msg import JointTrajectory
 
-    from jala_ros.conversions import CHUNK_QOS, STATE_QOS, joint_state_msg, trajectory_to_chunk
+    from jala_ros.conversions import STATE_QOS, joint_state_msg
     from jala_ros.node_utils import BackgroundSpin
     from jala_ros.teleop_node import TeleopNode
 
-    apply_loopback_env(DOMAIN)
-    rclpy.init(domain_id=DOMAIN)
-    source = StallingSource()
-    teleop = TeleopNode(source, overrides={"deadman_s": DEADMAN_S, "rate_hz": RATE_HZ})
-    obs = rclpy.create_node("teleop_observer", namespace="/test")
-    chunks: list[tuple[float, object]] = []
-    commands: list[np.ndarray] = []
-    holds: list[tuple[float, str]] = []
-    obs.create_subscription(JointTrajectory, "/jala/action_chunk",
-                            lambda m: chunks.append((time.monotonic(), trajectory_to_chunk(m))), CHUNK_QOS)
-    obs.create_subscription(JointState, "/jala/teleop/command", lambda m: commands.append(np.array(m.position)),
-                            STATE_QOS)
-    obs.create_subscription(String, "/jala/hold_request", lambda m: holds.append((time.monotonic(), m.data)), 10)
+    apply_loopback_env(domain)
+    rclpy.init(domain_id=domain)
+    teleop = TeleopNode(source, **teleop_kwargs)
+    obs = rclpy.create_node(observer, namespace="/test")
     arm_pub = obs.create_publisher(JointState, "/jala/arm/joint_states", STATE_QOS)
     hand_pub = obs.create_publisher(JointState, "/jala/hand/joint_states", STATE_QOS)
     stop = threading.Event()
 
-    def states():  # the robot standing at the ready pose, 100 Hz
+    def states():
         while not stop.wait(0.01):
             now = obs.get_clock().now().nanoseconds * 1e-9
             arm_pub.publish(joint_state_msg(ARM_JOINT_NAMES, READY_Q, stamp=now))
             hand_pub.publish(joint_state_msg(HAND_JOINT_NAMES, np.full(6, 700.0), stamp=now))
 
-    threads = [threading.Thread(target=states, daemon=True)]
-    threads[0].start()
+    threading.Thread(target=states, daemon=True).start()
     spins = [BackgroundSpin([teleop]), BackgroundSpin([obs])]
     try:
+        yield teleop, obs
+    finally:
+        stop.set()
+        for s in spins:
+            s.close()
+        teleop.destroy_node()
+        obs.destroy_node()
+        rclpy.try_shutdown()
+
+
+def test_teleop_publishes_chunks_and_holds_within_the_deadman_when_the_stream_stalls():
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory
+
+    from jala_ros.conversions import CHUNK_QOS, STATE_QOS, trajectory_to_chunk
+
+    source = StallingSource()
+    chunks: list[tuple[float, object]] = []
+    commands: list[np.ndarray] = []
+    holds: list[tuple[float, str]] = []
+    with teleop_graph(DOMAIN, source, "teleop_observer",
+                      overrides={"deadman_s": DEADMAN_S, "rate_hz": RATE_HZ}) as (_teleop, obs):
+        obs.create_subscription(JointTrajectory, "/jala/action_chunk",
+                                lambda m: chunks.append((time.monotonic(), trajectory_to_chunk(m))), CHUNK_QOS)
+        obs.create_subscription(JointState, "/jala/teleop/command",
+                                lambda m: commands.append(np.array(m.position)), STATE_QOS)
+        obs.create_subscription(String, "/jala/hold_request", lambda m: holds.append((time.monotonic(), m.data)),
+                                10)
         wait_until(lambda: len(chunks) >= 10 and len(commands) >= 10, 20.0)
         _, c = chunks[-1]
         assert c.joint_names == CHUNK_JOINT_NAMES and c.times[0] > c.stamp  # a TimedChunk for the devices
@@ -103,13 +125,6 @@ def test_teleop_publishes_chunks_and_holds_within_the_deadman_when_the_stream_st
         time.sleep(0.5)
         assert all(t <= t_hold for t, _ in chunks[n:]) and len(chunks) == n  # nothing after the hold
         assert len(holds) == 1  # requested once, the supervisor latches it
-    finally:
-        stop.set()
-        for s in spins:
-            s.close()
-        teleop.destroy_node()
-        obs.destroy_node()
-        rclpy.try_shutdown()
 
 
 class ButtonSource(StallingSource):
@@ -133,36 +148,15 @@ class ButtonSource(StallingSource):
 def test_a_start_the_recorder_does_not_answer_is_reported_as_unanswered_a_refusal_is_not():
     """The sim expert starts an episode over when the recorder did not answer START (not up yet, or restarted
     after a crash): the teleop node must tell a START nobody answered from one the recorder refused."""
-    import rclpy
     from std_srvs.srv import Trigger
 
-    from jala_ros.node_utils import BackgroundSpin, unanswered
-    from jala_ros.teleop_node import TeleopNode
+    from jala_ros.node_utils import unanswered
     from teleop.operator import Button
 
-    apply_loopback_env(DOMAIN + 1)
-    rclpy.init(domain_id=DOMAIN + 1)
     source = ButtonSource()
     failed: list[str] = []
-    teleop = TeleopNode(source, overrides={"rate_hz": RATE_HZ}, on_start_failed=failed.append)
-    obs = rclpy.create_node("teleop_button_observer", namespace="/test")
-    stop = threading.Event()
-
-    def states():
-        from jala_ros.conversions import STATE_QOS, joint_state_msg
-        from sensor_msgs.msg import JointState
-
-        arm_pub = obs.create_publisher(JointState, "/jala/arm/joint_states", STATE_QOS)
-        hand_pub = obs.create_publisher(JointState, "/jala/hand/joint_states", STATE_QOS)
-        while not stop.wait(0.01):
-            now = obs.get_clock().now().nanoseconds * 1e-9
-            arm_pub.publish(joint_state_msg(ARM_JOINT_NAMES, READY_Q, stamp=now))
-            hand_pub.publish(joint_state_msg(HAND_JOINT_NAMES, np.full(6, 700.0), stamp=now))
-
-    thread = threading.Thread(target=states, daemon=True)
-    thread.start()
-    spins = [BackgroundSpin([teleop]), BackgroundSpin([obs])]
-    try:
+    with teleop_graph(DOMAIN + 1, source, "teleop_button_observer", overrides={"rate_hz": RATE_HZ},
+                      on_start_failed=failed.append) as (_teleop, obs):
         source.press(Button.START)  # no recorder in the graph
         wait_until(lambda: failed, 15.0)
         assert unanswered(failed[0]) and "/jala/recorder/start" in failed[0], failed
@@ -175,10 +169,3 @@ def test_a_start_the_recorder_does_not_answer_is_reported_as_unanswered_a_refusa
         source.press(Button.START)
         wait_until(lambda: len(failed) >= 2, 15.0)
         assert not unanswered(failed[1]) and "already being recorded" in failed[1], failed
-    finally:
-        stop.set()
-        for s in spins:
-            s.close()
-        teleop.destroy_node()
-        obs.destroy_node()
-        rclpy.try_shutdown()
