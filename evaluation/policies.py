@@ -55,6 +55,7 @@ class CheckpointPolicy:
         self.action_dt = float(self.policy.config.action_dt)
         self.horizon = int(self.policy.config.action_head.action_horizon)
         self.input_image_hw = self.policy.config.input_image_hw  # (H, W) it refuses other frame sizes; or None
+        self.execute_steps = self.policy.config.inference.execute_steps  # None: the runtime's default
 
     def predict(self, images, instruction: str, proprio, timestamp: float | None = None,
                 seed: int | None = None) -> TimedChunk:

@@ -33,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from embodiment import ACTION_DT, EXECUTE_STEPS
+from embodiment import ACTION_DT, ACTION_HORIZON
 from hardware.sim.world import SimWorld, SimWorldConfig
 from jala_runtime.executor import ChunkExecutor, FollowerConfig
 from jala_runtime.loop import PolicyRunner
 from jala_runtime.observation import ObservationAssembler
-from jala_runtime.scheduler import ChunkScheduler
+from jala_runtime.scheduler import ChunkScheduler, execute_steps_for
 
 from .policies import PolicySpecError, load_policy, policy_input_hw
 
@@ -59,12 +59,13 @@ class EpisodeResult:
     stopped: str = ""  # "" | "success" | "timeout" | "safety: ..." | "policy done"
 
 
-def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE_STEPS,
+def run_episode(world: SimWorld, policy, seed: int, execute_steps: int | None = None,
                 max_seconds: float | None = None, frames: list | None = None,
                 video_camera: str | None = None, sampling_seed: int = 0, latency_s: float = 0.0) -> EpisodeResult:
     """One rollout; returns its Completion Ratio. ``policy``: an ``ExpertPolicy`` / ``BCPolicy`` /
     ``CheckpointPolicy`` (anything with ``predict(...) -> TimedChunk``). ``frames`` (a list) collects RGB frames
     for a video. The policy samples chunk i with seed ``sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE + i``.
+    ``execute_steps`` None: the checkpoint's ``inference.execute_steps``, else ``embodiment.EXECUTE_STEPS``.
 
     ``latency_s`` > 0 plays a robot's inference latency: a chunk reaches the devices that long after the
     observation it was computed from (rounded up to the action grid) while the world goes on, and the next one is
@@ -78,7 +79,8 @@ def run_episode(world: SimWorld, policy, seed: int, execute_steps: int = EXECUTE
     cam = video_camera or cams[0]
     uses_images = bool(getattr(policy, "uses_images", True))
     observations = ObservationAssembler(len(cams), max_age_s=dt)
-    runner = PolicyRunner(policy, ChunkScheduler(dt, execute_steps, int(getattr(policy, "horizon", 16))),
+    runner = PolicyRunner(policy, ChunkScheduler(dt, execute_steps_for(policy, execute_steps),
+                                                 int(getattr(policy, "horizon", 16))),
                           observations, seed=sampling_seed + seed * SAMPLING_SEEDS_PER_EPISODE)
     clock = [world.sim_time]
     # the nodes' defaults, except the stall guard: a stepped world has no threads that could stall
@@ -142,6 +144,7 @@ class Summary:
     episodes: list[EpisodeResult] = field(default_factory=list)
     sampling_seed: int = 0
     latency_s: float = 0.0
+    execute_steps: int = 0  # actions of each chunk executed before the next took over
 
     @property
     def mean_completion_ratio(self) -> float:
@@ -150,7 +153,7 @@ class Summary:
     def to_json(self) -> dict:
         return {"task": self.task, "variant": self.variant, "policy": self.policy,
                 "sampling_seed": self.sampling_seed, "latency_s": self.latency_s,
-                "mean_completion_ratio": self.mean_completion_ratio,
+                "execute_steps": self.execute_steps, "mean_completion_ratio": self.mean_completion_ratio,
                 "episodes": [asdict(e) for e in self.episodes]}
 
 
@@ -163,7 +166,7 @@ def render_size(policy_spec: str, width: int | None = None, height: int | None =
 
 
 def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int, *, width: int | None = None,
-             height: int | None = None, execute_steps: int = EXECUTE_STEPS, video: str | None = None,
+             height: int | None = None, execute_steps: int | None = None, video: str | None = None,
              progress: bool = True, device: str | None = None, max_seconds: float | None = None,
              sampling_seed: int = 0, latency_s: float = 0.0) -> Summary:
     """``episodes`` rollouts with seeds ``seed``, ``seed + 1``, ... (``width``/``height`` None: ``render_size``);
@@ -172,7 +175,8 @@ def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int
     world = SimWorld(SimWorldConfig(task=task, variant=variant, seed=seed, render_width=width, render_height=height))
     try:
         policy = load_policy(policy_spec, world, device=device)
-        summary = Summary(task, variant, policy_spec, sampling_seed=sampling_seed, latency_s=latency_s)
+        summary = Summary(task, variant, policy_spec, sampling_seed=sampling_seed, latency_s=latency_s,
+                          execute_steps=execute_steps_for(policy, execute_steps))
         frames: list | None = [] if video else None
         seeds = [seed + i for i in range(episodes)]
         bar = None
@@ -206,8 +210,9 @@ def main(argv=None) -> int:
                     help="render width (default: the policy's frame size, else 640)")
     ap.add_argument("--height", type=int, default=None,
                     help="render height (default: the policy's frame size, else 480)")
-    ap.add_argument("--execute-steps", type=int, default=EXECUTE_STEPS,
-                    help="actions executed per chunk before re-planning")
+    ap.add_argument("--execute-steps", type=int, default=None,
+                    help="actions executed per chunk before re-planning (default: the checkpoint's "
+                         "inference.execute_steps, else 8)")
     ap.add_argument("--max-seconds", type=float, default=None, help="episode limit in sim seconds (task default)")
     ap.add_argument("--sampling-seed", type=int, default=0,
                     help="another set of the policy's sampling noise on the same worlds (default 0)")
@@ -219,6 +224,8 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None, help="save an mp4 of all rollouts (first camera)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    if args.execute_steps is not None and not 1 <= args.execute_steps <= ACTION_HORIZON:
+        ap.error(f"--execute-steps must be 1..{ACTION_HORIZON} (the actions of one chunk), got {args.execute_steps}")
     try:
         summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
                            height=args.height, execute_steps=args.execute_steps, video=args.video,
@@ -234,7 +241,8 @@ def main(argv=None) -> int:
             print(f"seed {e.seed:4d}  CR {e.completion_ratio:.3f}  [{done}]  sim {e.sim_seconds:5.1f}s  "
                   f"wall {e.wall_seconds:5.1f}s  {e.stopped}")
         print(f"{args.task}/{args.variant} policy={args.policy}: mean Completion Ratio "
-              f"{summary.mean_completion_ratio:.3f} over {len(summary.episodes)} episodes")
+              f"{summary.mean_completion_ratio:.3f} over {len(summary.episodes)} episodes "
+              f"(execute_steps {summary.execute_steps})")
     return 0
 
 

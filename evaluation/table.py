@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embodiment import ACTION_HORIZON
+
 from .policies import PolicySpecError, policy_input_hw
 from .simulated import evaluate
 
@@ -48,6 +50,7 @@ def summarise(name: str, summary) -> dict:
             "subtask_success": {k: float(np.mean([e.subtasks.get(k, False) for e in summary.episodes]))
                                 for k in subtasks},
             "sampling_seed": summary.sampling_seed, "latency_s": summary.latency_s,
+            "execute_steps": summary.execute_steps,
             "seeds": [e.seed for e in summary.episodes],
             "completion_ratios": crs.tolist(),
             "stopped": [e.stopped for e in summary.episodes]}
@@ -91,13 +94,13 @@ def markdown(rows: list[dict]) -> str:
         if not subtasks:
             continue
         out += ["", f"Subtask success rate, {task}", "",
-                "| policy | variant | " + " | ".join(subtasks) + " | all | safety stop |",
-                "|---|---|" + "---:|" * (len(subtasks) + 2)]
+                "| policy | variant | " + " | ".join(subtasks) + " | all | safety stop | execute steps |",
+                "|---|---|" + "---:|" * (len(subtasks) + 3)]
         for r in rows:
             if r["task"] == task:
                 out.append(f"| {r['policy']} | {r['variant']} | "
                            + " | ".join(f"{r['subtask_success'].get(k, 0.0):.2f}" for k in subtasks)
-                           + f" | {r['success_rate']:.2f} | {r['safety_stop_rate']:.2f} |")
+                           + f" | {r['success_rate']:.2f} | {r['safety_stop_rate']:.2f} | {r['execute_steps']} |")
     return "\n".join(out)
 
 
@@ -115,6 +118,9 @@ def main(argv=None) -> int:
                     help="another set of the policies' sampling noise on the same worlds (evaluation.simulated)")
     ap.add_argument("--latency-s", type=float, default=0.0,
                     help="inference latency to play (evaluation.simulated --latency-s; default 0)")
+    ap.add_argument("--execute-steps", type=int, default=None,
+                    help="actions executed per chunk before re-planning, for every policy (default: each "
+                         "checkpoint's inference.execute_steps, else 8)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", default=None, help="also write every row (with per-episode results) to this file")
     ap.add_argument("--no-progress", action="store_true")
@@ -123,12 +129,14 @@ def main(argv=None) -> int:
         policies = [parse_policy(p) for p in args.policy]
     except PolicySpecError as exc:
         ap.error(str(exc))
+    if args.execute_steps is not None and not 1 <= args.execute_steps <= ACTION_HORIZON:
+        ap.error(f"--execute-steps must be 1..{ACTION_HORIZON} (the actions of one chunk), got {args.execute_steps}")
     if len({n for n, _ in policies}) != len(policies):
         ap.error("two policies have the same name: give them names (name=spec)")
     rows = run_table(args.task, args.variants, policies, args.episodes, args.seed,
                      log=lambda m: print(m, file=sys.stderr, flush=True), width=args.width, height=args.height,
                      max_seconds=args.max_seconds, device=args.device, progress=not args.no_progress,
-                     sampling_seed=args.sampling_seed, latency_s=args.latency_s)
+                     sampling_seed=args.sampling_seed, latency_s=args.latency_s, execute_steps=args.execute_steps)
     print(markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"episodes": args.episodes, "seed": args.seed, "rows": rows}, indent=2))

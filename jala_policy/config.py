@@ -183,10 +183,19 @@ class InferenceConfig:
     cuda_graph: bool = True  # fast path on CUDA only; ignored on other devices
     # Where the ONNX export of the head is written (onnxruntime backend); None: a temporary directory.
     onnx_path: str | None = None
+    # Actions of each chunk the runtime executes before the next chunk takes over (the policy node and the
+    # simulated evaluation read it; their own setting, where given, wins). None: the runtime's default,
+    # embodiment.EXECUTE_STEPS. A checkpoint's best value is found by rolling it out (evaluation --execute-steps)
+    # and written with ``python -m jala_policy.inference_settings``.
+    execute_steps: int | None = None
 
     def __post_init__(self):
         if not 0.0 < self.noise_scale <= 1.0:
             raise ConfigError(f"inference.noise_scale must be in (0, 1], got {self.noise_scale}")
+        if self.execute_steps is not None and (isinstance(self.execute_steps, bool)
+                                               or not isinstance(self.execute_steps, int) or self.execute_steps < 1):
+            raise ConfigError(f"inference.execute_steps must be a whole number >= 1 or null, "
+                              f"got {self.execute_steps!r}")
         if self.head_backend not in HEAD_BACKENDS:
             raise ConfigError(f"head_backend must be one of {', '.join(HEAD_BACKENDS)}, got {self.head_backend!r}")
 
@@ -225,6 +234,9 @@ class JalaPolicyConfig:
                                                    and self.action_head.state_dim == ACTION_DIM):
             raise ConfigError("arm_actions 'relative' needs the robot layout (action and state dims "
                               f"{ACTION_DIM})")
+        if self.inference.execute_steps is not None and self.inference.execute_steps > self.action_head.action_horizon:
+            raise ConfigError(f"inference.execute_steps {self.inference.execute_steps} is more than the chunk's "
+                              f"{self.action_head.action_horizon} actions (action_head.action_horizon)")
         if self.input_image_hw is not None:
             self.input_image_hw = tuple(int(v) for v in self.input_image_hw)
             if len(self.input_image_hw) != 2 or min(self.input_image_hw) <= 0:

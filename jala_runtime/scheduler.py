@@ -11,7 +11,21 @@ import math
 
 import numpy as np
 
+from embodiment import EXECUTE_STEPS
+
 DUE_TOLERANCE_S = 1e-6  # float rounding of absolute times
+
+
+def execute_steps_for(policy, requested: int | None = None, default: int = EXECUTE_STEPS) -> int:
+    """How many actions of each chunk to execute before the next takes over: ``requested`` where it is given
+    (> 0: a node parameter, an evaluation flag), else what the policy's checkpoint asks for (a ``JalaPolicy``'s
+    ``config.inference.execute_steps``, or a wrapper's ``execute_steps`` attribute), else ``default``."""
+    if requested:
+        return int(requested)
+    preferred = getattr(policy, "execute_steps", None)
+    if preferred is None:
+        preferred = getattr(getattr(getattr(policy, "config", None), "inference", None), "execute_steps", None)
+    return int(preferred) if preferred else int(default)
 
 
 def next_inference_time(obs_stamp: float, action_dt: float, execute_steps: int, latency_estimate: float) -> float:

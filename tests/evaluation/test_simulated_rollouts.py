@@ -79,13 +79,14 @@ def test_evaluate_runs_a_jala_checkpoint(tmp_path):
     from jala_policy.config import JalaPolicyConfig
     from jala_policy.policy import JalaPolicy
 
-    policy = JalaPolicy.build(JalaPolicyConfig.from_preset("tiny", num_views=2, input_image_hw=(H, W)),
-                              device="cpu")
-    policy.save_pretrained(tmp_path / "ckpt")
+    cfg = JalaPolicyConfig.from_preset("tiny", num_views=2, input_image_hw=(H, W))
+    cfg.inference.execute_steps = 12  # what the checkpoint asks the runtime for
+    JalaPolicy.build(cfg, device="cpu").save_pretrained(tmp_path / "ckpt")
     summary = evaluate("wipe_board", "unseen", str(tmp_path / "ckpt"), episodes=1, seed=0, width=W, height=H,
                        progress=False, device="cpu", max_seconds=1.5)
     ep = summary.episodes[0]
     assert ep.chunks >= 1
+    assert summary.execute_steps == 12 and summary.to_json()["execute_steps"] == 12
     assert ep.stopped in ("timeout", "success") or ep.stopped.startswith("safety:")
     assert 0.0 <= summary.mean_completion_ratio <= 1.0
 
@@ -123,6 +124,38 @@ def test_a_rollout_samples_with_seeds_set_by_the_episode_seed_and_the_sampling_s
         assert seeds(7) == first
         assert set(seeds(8)).isdisjoint(first)
         assert seeds(7, sampling_seed=5) == [s + 5 for s in first]
+    finally:
+        w.close()
+
+
+def test_a_rollout_replans_after_the_checkpoints_execute_steps_unless_told_otherwise():
+    """The scheduler takes over after ``execute_steps`` actions: the policy's own (a checkpoint's
+    inference.execute_steps) unless the caller gives one; with neither, embodiment.EXECUTE_STEPS (8)."""
+    from embodiment import ACTION_DT
+    from evaluation.policies import ExpertPolicy
+    from evaluation.simulated import run_episode
+
+    class Stamps(ExpertPolicy):
+        uses_images = False
+        execute_steps = None
+
+        def predict(self, images, instruction, proprio, timestamp=None, seed=None):
+            self.stamps.append(timestamp)
+            return super().predict(images, instruction, proprio, timestamp=timestamp, seed=seed)
+
+    w = make()
+    try:
+        policy = Stamps(w)
+
+        def periods(**kw):
+            policy.stamps = []
+            run_episode(w, policy, 3, max_seconds=2.5, **kw)
+            return set(np.round(np.diff(policy.stamps) / ACTION_DT).astype(int).tolist())
+
+        assert periods() == {8}
+        policy.execute_steps = 12
+        assert periods() == {12}
+        assert periods(execute_steps=4) == {4}
     finally:
         w.close()
 

@@ -72,3 +72,37 @@ def test_a_wrong_field_in_config_json_names_the_file(saved, tmp_path):
     (broken / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="config.json"):
         JalaPolicy.from_pretrained(broken, device="cpu")
+
+
+def test_run_time_settings_are_written_into_the_checkpoint_checked_first(saved, tmp_path, capsys):
+    """python -m jala_policy.inference_settings: execute_steps and noise_scale change in config.json and the
+    loaded policy has them (weights and statistics untouched); an invalid value is one line and leaves the file
+    as it was."""
+    import shutil
+
+    from jala_policy.inference_settings import main
+
+    policy, d = saved
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(d, ckpt)
+    assert main([str(ckpt)]) == 0
+    assert "execute_steps: null" in capsys.readouterr().out
+    assert main([str(ckpt), "--execute-steps", "12", "--noise-scale", "0.5"]) == 0
+    assert "execute_steps: 12 (was null)" in capsys.readouterr().out
+    loaded = JalaPolicy.from_pretrained(ckpt, device="cpu")
+    assert loaded.config.inference.execute_steps == 12 and loaded.config.inference.noise_scale == 0.5
+    np.testing.assert_array_equal(loaded.normalizer.action.max, policy.normalizer.action.max)
+    for name, value in policy.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[name]), name
+    before = (ckpt / "config.json").read_bytes()
+    horizon = loaded.config.action_head.action_horizon
+    for bad in (["--execute-steps", str(horizon + 1)], ["--execute-steps", "0"], ["--noise-scale", "2"]):
+        with pytest.raises(SystemExit) as exc:
+            main([str(ckpt), *bad])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "config.json" in err and "Traceback" not in err, err
+        assert (ckpt / "config.json").read_bytes() == before
+    assert main([str(ckpt), "--execute-steps", "default"]) == 0
+    assert JalaPolicy.from_pretrained(ckpt, device="cpu").config.inference.execute_steps is None
+    assert not list(ckpt.glob(".config.json.*"))  # no temporary file left behind

@@ -166,7 +166,9 @@ def test_changing_a_dataclass_default_changes_launch_cli_and_node_parameters(mon
 
     port = _all_fields()["hand_node"]["port"]
     assert port.default == INSPIRE_MODBUS_PORT == parameters.defaults_of(parameters.HandNodeConfig)["port"]
-    assert _all_fields()["policy_node"]["execute_steps"].default == __import__("embodiment").EXECUTE_STEPS
+    # 0: the checkpoint's inference.execute_steps, else the runtime's default, which the description names
+    steps = _all_fields()["policy_node"]["execute_steps"]
+    assert steps.default == 0 and f"else {__import__('embodiment').EXECUTE_STEPS}" in str(steps.metadata)
     monkeypatch.setattr(port, "default", 5020)
     assert "5020" in launch_arguments()["hand_port"][1]
     assert "5020" in build_parser().format_help()

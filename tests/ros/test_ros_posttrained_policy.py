@@ -35,6 +35,9 @@ def test_a_posttrained_checkpoint_runs_in_the_policy_node_and_its_chunks_are_exe
                               centre=centre, scale=scale)
     out = tmp_path / "run"
     assert main(["--config", "tiny", "--data", str(data), "--output", str(out), "--steps", "2", "--no-progress"]) == 0
+    from jala_policy.inference_settings import main as settings
+
+    assert settings([str(out / "policy"), "--execute-steps", "12"]) == 0  # the node follows the checkpoint's choice
     r = subprocess.run([sys.executable, "launch/run_task.py", "water_plant", "--sim", "--checkpoint",
                         str(out / "policy"), "--device", "cpu", "--duration", "4", "--json",
                         "--domain-id", "71"], cwd=ROOT,  # a domain no other test uses
@@ -42,6 +45,7 @@ def test_a_posttrained_checkpoint_runs_in_the_policy_node_and_its_chunks_are_exe
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout[r.stdout.index("{"):])  # after the runner's "[run] ..." progress lines
     assert report["chunks_received"] >= 2, report
+    assert report["policy_execute_steps"] == 12, report
     arm, hand = report["arm"], report["hand"]  # the device nodes' diagnostics (strings)
     assert int(arm["chunks_executed"]) >= 1 and int(hand["chunks_executed"]) >= 1, report
     # no chunk refused by the gate or the hand: a chunk skipped as late (a loaded machine) is the runtime's rule,

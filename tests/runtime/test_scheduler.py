@@ -154,3 +154,23 @@ def test_the_joint_states_are_taken_at_the_frames_capture_time():
     obs.set_hand(np.zeros(6), 3.0)
     obs.set_frame(0, 3.0, np.zeros((4, 4, 3), np.uint8))
     np.testing.assert_allclose(obs.assemble(3.0, "x")[0].proprio, 0.0)
+
+
+def test_execute_steps_come_from_the_request_else_the_checkpoint_else_the_runtime_default():
+    """A node parameter / evaluation flag (> 0) wins; else a checkpoint's inference.execute_steps (a JalaPolicy's
+    config, or an evaluation wrapper's attribute); else embodiment.EXECUTE_STEPS."""
+    from types import SimpleNamespace
+
+    from embodiment import EXECUTE_STEPS
+    from jala_runtime.scheduler import execute_steps_for
+
+    def checkpoint(n):
+        return SimpleNamespace(config=SimpleNamespace(inference=SimpleNamespace(execute_steps=n)))
+
+    assert execute_steps_for(CountingPolicy()) == EXECUTE_STEPS
+    assert execute_steps_for(checkpoint(None)) == EXECUTE_STEPS
+    assert execute_steps_for(checkpoint(12)) == 12
+    assert execute_steps_for(checkpoint(12), 4) == 4
+    assert execute_steps_for(checkpoint(12), 0) == 12  # the node parameter's "not given"
+    assert execute_steps_for(SimpleNamespace(execute_steps=6), None) == 6
+    assert execute_steps_for(CountingPolicy(), None, default=10) == 10

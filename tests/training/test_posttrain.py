@@ -310,6 +310,29 @@ def test_a_one_view_policy_is_fine_tuned_on_two_views(demo_dirs, tmp_path):
     assert exported.config.num_views == 2
 
 
+def test_model_config_changes_how_an_exported_policy_is_meant_and_run_or_is_refused(demo_dirs, tmp_path):
+    """Starting from an exported policy, model.config's arm_actions and inference settings take effect (they were
+    once silently ignored) and reach the export; a field the checkpoint's weights fix is refused, not ignored."""
+    from jala_policy.policy import JalaPolicy
+    from training.posttrain.trainer import PostTrainer
+
+    PostTrainer(tiny_config(tmp_path / "first", [demo_dirs["15"]], max_steps=1)).train()
+    assert JalaPolicy.from_pretrained(tmp_path / "first" / "policy", device="cpu").config.arm_actions == "absolute"
+
+    def config(name, overrides):
+        cfg = tiny_config(tmp_path / name, [demo_dirs["15"]], max_steps=1).to_dict()
+        cfg["model"].update(init=str(tmp_path / "first" / "policy"), config=overrides)
+        return PostTrainConfig.from_dict(cfg)
+
+    trainer = PostTrainer(config("second", {"arm_actions": "relative", "inference": {"execute_steps": 12}}))
+    assert trainer.policy.config.arm_actions == "relative"
+    trainer.train()
+    exported = JalaPolicy.from_pretrained(tmp_path / "second" / "policy", device="cpu").config
+    assert exported.arm_actions == "relative" and exported.inference.execute_steps == 12
+    with pytest.raises(ConfigError, match="model.config sets perceiver, which the exported policy"):
+        PostTrainer(config("third", {"perceiver": {"num_latents": 3}}))
+
+
 def test_a_checkpoint_of_another_recipe_is_not_resumed(demo_dirs, tmp_path):
     from training.posttrain.trainer import PostTrainer
 

@@ -68,6 +68,7 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
         policy = JalaPolicy.build(cfg, load_weights=m.load_weights, device=device, dtype=dtype)
     else:
         policy = JalaPolicy.from_pretrained(m.init, device=device, dtype=dtype)
+        _override_exported(policy, m.config, m.init)
         if policy.config.num_views != num_views:
             # The views only repeat the image block of the prompt (every view goes through the same visual
             # modules): no weight depends on their number, so the policy learns the datasets' views from here.
@@ -79,6 +80,29 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
     if m.freeze_vision:
         policy.freeze_vision()
     return policy
+
+
+# What ``model.config`` may change in a policy that post-training starts from an exported checkpoint: how its
+# outputs are meant and how it is run. Everything else (the architecture, the frame size and rate, which come
+# from the data) is fixed by the checkpoint's weights or set from the datasets.
+EXPORTED_OVERRIDABLE = ("arm_actions", "inference", "prompt_template")
+
+
+def _override_exported(policy: JalaPolicy, overrides: dict, init: str) -> None:
+    """Apply ``model.config`` to a policy loaded from an exported checkpoint (``EXPORTED_OVERRIDABLE`` only: a
+    ConfigError names any other field rather than ignoring it)."""
+    if not overrides:
+        return
+    fixed = sorted(set(overrides) - set(EXPORTED_OVERRIDABLE))
+    if fixed:
+        raise ConfigError(f"model.config sets {', '.join(fixed)}, which the exported policy {init} fixes; starting "
+                          f"from a checkpoint, model.config may set only {', '.join(EXPORTED_OVERRIDABLE)}")
+    cfg = JalaPolicyConfig.from_dict(_merge(policy.config.to_dict(), overrides))
+    for name in overrides:
+        if getattr(policy.config, name) != getattr(cfg, name):
+            log.info("%s: model.config changes %s from %r to %r", init, name, getattr(policy.config, name),
+                     getattr(cfg, name))
+        setattr(policy.config, name, getattr(cfg, name))
 
 
 class _LossModule(torch.nn.Module):

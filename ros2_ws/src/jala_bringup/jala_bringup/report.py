@@ -41,6 +41,7 @@ def fill_report(report: dict, monitor: "Monitor", args: GraphArgs, t0: float | N
         "latency_ms": {f"p{p}": float(np.percentile(m.chunk_latency, p) * 1e3) if m.chunk_latency
                        else float("nan") for p in (50, 99)},
         "policy_inference_ms": {p: float(m.policy_diag.get(f"inference_{p}_ms", "nan")) for p in ("p50", "p99")},
+        "policy_execute_steps": int(m.policy_diag.get("execute_steps", 0)),  # 0: not reported (yet)
         "arm": {k: m.arm_diag.get(k) for k in ("chunks_executed", "chunks_refused", "chunks_skipped_late",
                                                 "last_refusal", "waypoints_dropped", "held", "message")},
         "hand": {k: m.hand_diag.get(k) for k in ("chunks_executed", "chunks_refused", "chunks_skipped_late",
@@ -76,7 +77,9 @@ def format_report(r: dict) -> str:
         label = "camera-frame-to-chunk latency" if rec is None else "command stamp-to-chunk latency (teleop)"
         lines.append(f"  {label}: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms "
                      f"({r['chunks_received']} chunks; inference alone p50 {r['policy_inference_ms']['p50']:.1f} ms, "
-                     f"p99 {r['policy_inference_ms']['p99']:.1f} ms)")
+                     f"p99 {r['policy_inference_ms']['p99']:.1f} ms"
+                     + (f"; a new chunk every {r['policy_execute_steps']} actions" if r.get("policy_execute_steps")
+                        else "") + ")")
         lines.append(f"  chunks executed: arm {r['arm'].get('chunks_executed')}, "
                      f"hand {r['hand'].get('chunks_executed')}"
                      f" (refused: arm {r['arm'].get('chunks_refused')}, hand {r['hand'].get('chunks_refused')}; "

@@ -171,7 +171,8 @@ class PolicyNodeConfig:
     chunk_topic: str = param(CHUNK_TOPIC, "action chunk topic")
     hold_topic: str = param(HOLD_TOPIC, "latched hold topic")
     status_topic: str = param(STATUS_TOPIC, "supervisor status topic")
-    execute_steps: int = param(EXECUTE_STEPS, "actions of a chunk executed before its successor takes over")
+    execute_steps: int = param(0, "actions of a chunk executed before its successor takes over (0: the "
+                                  f"checkpoint's inference.execute_steps, else {EXECUTE_STEPS})", arg="execute_steps")
     max_obs_age_s: float = param(0.5, "frames/joint states older than this are not used")
     autostart: bool = param(False, "start the policy at once", arg="autostart", cli=False,
                             arg_help="start the policy at once "

@@ -32,7 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from embodiment import ARM_JOINT_NAMES, HAND_JOINT_NAMES
 from jala_runtime.loop import InferenceLoop, PolicyRunner
 from jala_runtime.observation import ObservationAssembler
-from jala_runtime.scheduler import ChunkScheduler
+from jala_runtime.scheduler import ChunkScheduler, execute_steps_for
 
 from .conversions import (CHUNK_QOS, IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, chunk_to_trajectory, from_time_msg,
                           image_to_array, joint_positions)
@@ -68,7 +68,10 @@ class PolicyNode(Node):
         self.instruction = self.p["instruction"]
         # the runtime core (jala_runtime): observation assembly, scheduling, the inference thread
         self.observations = ObservationAssembler(len(topics), self.p["max_obs_age_s"], decode=image_to_array)
-        self.runner = PolicyRunner(policy, ChunkScheduler(self.action_dt, int(self.p["execute_steps"]), self.horizon),
+        if self.p["execute_steps"] < 0:
+            raise ValueError(f"execute_steps must be >= 0 (0: the checkpoint's choice), got {self.p['execute_steps']}")
+        self.execute_steps = execute_steps_for(policy, self.p["execute_steps"])
+        self.runner = PolicyRunner(policy, ChunkScheduler(self.action_dt, self.execute_steps, self.horizon),
                                    self.observations, seed=None if self.p["seed"] < 0 else int(self.p["seed"]))
         self._run_lock = threading.RLock()  # running / held and publishing a chunk
         self.running = False
@@ -107,7 +110,7 @@ class PolicyNode(Node):
         self.create_service(Trigger, "~/start", self._srv_start)
         self.create_service(Trigger, "~/stop", self._srv_stop)
         self.get_logger().info(f"policy ready ({policy.config.num_views} view(s), horizon {self.horizon}, "
-                               f"dt {self.action_dt:.4f} s, execute_steps {self.p['execute_steps']}, "
+                               f"dt {self.action_dt:.4f} s, execute_steps {self.execute_steps}, "
                                f"device {policy.device})")
 
     def _load_policy(self):
@@ -238,7 +241,7 @@ class PolicyNode(Node):
         msg = self.last_error or ("running" if self.running else "stopped")
         self.diag_pub.publish(diag_array(self, diag_status(
             "jala/policy", level, msg, str(self.policy.device), running=self.running, held=self.held,
-            chunks_published=self.chunks_published, errors=self.errors,
+            chunks_published=self.chunks_published, errors=self.errors, execute_steps=self.execute_steps,
             latency_p50_ms=f"{lat['p50'] * 1e3:.1f}", latency_p99_ms=f"{lat['p99'] * 1e3:.1f}",
             inference_p50_ms=f"{inf['p50']:.1f}", inference_p99_ms=f"{inf['p99']:.1f}")))
 
