@@ -186,3 +186,15 @@ def test_the_report_warns_when_the_simulated_world_fell_behind_during_the_rollou
     text = format_report(report)
     assert "completion ratio: 1.00" in text and "realtime_slip_s" not in text  # not part of the task's completion
     assert ("fell" in text and f"{slip_at_end - slip_at_start:.2f} s behind" in text) == warns
+
+
+def test_the_temporary_work_folder_stays_only_when_the_report_points_into_its_logs():
+    """A process that had to be killed (its stacks end its log) or an error keeps the folder; a clean run or the
+    user's own Ctrl-C / SIGTERM removes it."""
+    from jala_bringup.cli import logs_needed
+
+    assert not logs_needed({"errors": []})
+    assert not logs_needed({"errors": ["interrupted by SIGINT: robot held, policy stopped"], "interrupted": "SIGINT"})
+    assert logs_needed({"errors": [], "stop_warnings": ["the policy process did not end within 8 s of SIGINT"]})
+    assert logs_needed({"errors": ["RuntimeError: the arm node died"]})
+    assert logs_needed({"errors": ["interrupted by SIGTERM: robot held", "the camera died"], "interrupted": "SIGTERM"})

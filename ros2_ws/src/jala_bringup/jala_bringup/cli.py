@@ -16,7 +16,8 @@ arm and hand directly on ``/jala/hold``), stops the policy, prints the report so
 A node process that dies ends the rollout the same way, the hold first, its reason in the report. The node
 processes die with the runner, even when it is SIGKILLed (PR_SET_PDEATHSIG, and each node also watches its
 parent). At start, Fast DDS shared-memory files left by killed processes are removed (``shm_cleanup``); the
-run's temporary work folder is removed at exit (``--workdir DIR`` keeps params files and logs in DIR).
+run's temporary work folder is removed at exit unless the report points into its logs (``logs_needed``;
+``--workdir DIR`` keeps params files and logs in DIR).
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def build_parser() -> OneLineErrorParser:
     ap.add_argument("--domain-id", type=domain_id_arg, default=None, help="ROS_DOMAIN_ID 0..101 (default: random "
                                                                           "10..99)")
     ap.add_argument("--workdir", default="", help="keep params files, logs and the demo checkpoint in this folder "
-                                                  "(default: a temporary folder, removed at exit)")
+                                                  "(default: a temporary folder, removed at exit unless an error or a killed "
+                                                  "process points into its logs)")
     ap.add_argument("--startup-timeout", type=float, default=180.0)
     ap.add_argument("--print-commands", action="store_true", help="print the node command lines and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -87,6 +89,14 @@ def build_parser() -> OneLineErrorParser:
 def graph_args_from_options(a: argparse.Namespace) -> GraphArgs:
     """GraphArgs from parsed runner options (the generated ones map 1:1 onto GraphArgs' fields)."""
     return GraphArgs(task=a.task, sim=a.sim, **{g.name: getattr(a, g.name) for g in graph_arguments() if g.cli})
+
+
+def logs_needed(report: dict) -> bool:
+    """Whether the run's temporary folder (params files, node logs, demo checkpoint) must outlive it: the report
+    points into its logs (an error, or a process that had to be stopped: its thread stacks end its log). A run
+    stopped by Ctrl-C / SIGTERM alone, the user's own stop, leaves nothing behind."""
+    errors = len(report.get("errors", [])) - (1 if report.get("interrupted") else 0)
+    return errors > 0 or bool(report.get("stop_warnings"))
 
 
 def main(argv=None) -> int:
@@ -107,19 +117,22 @@ def main(argv=None) -> int:
         return 2
     signals = StopSignals().install()
     workdir = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix=f"jala_{a.task}_"))
+    report: dict = {}
     try:
         domain = a.domain_id if a.domain_id is not None else random.randint(10, 99)
         report = run_rollout(gargs, a.duration, domain, workdir, a.startup_timeout, estop_at_end=a.estop_at_end,
                              signals=signals)
         print(json.dumps(report, indent=1) if a.json else format_report(report), flush=True)
     finally:
-        if not a.workdir:
-            shutil.rmtree(workdir, ignore_errors=True)  # our temp folder: params files, logs, demo checkpoint
+        keep = bool(a.workdir) or logs_needed(report)
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
         signals.restore()
+    if keep:
+        print(f"[run] node logs: {workdir}" + ("" if a.workdir else " (kept for the warnings above; remove it when "
+                                                                     "done)"), file=sys.stderr)
     if report.get("interrupted"):
         return 128 + int(getattr(signal, report["interrupted"]))
     if report["errors"]:
-        if a.workdir:
-            print(f"[run] node logs: {workdir}", file=sys.stderr)
         return 1
     return 0
