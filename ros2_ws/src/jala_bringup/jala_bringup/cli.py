@@ -76,8 +76,8 @@ def build_parser() -> OneLineErrorParser:
     ap.add_argument("--domain-id", type=domain_id_arg, default=None, help="ROS_DOMAIN_ID 0..101 (default: random "
                                                                           "10..99)")
     ap.add_argument("--workdir", default="", help="keep params files, logs and the demo checkpoint in this folder "
-                                                  "(default: a temporary folder, removed at exit unless an error or a killed "
-                                                  "process points into its logs)")
+                                                  "(default: a temporary folder, removed at exit unless an error or a "
+                                                  "killed process points into its logs)")
     ap.add_argument("--startup-timeout", type=float, default=180.0)
     ap.add_argument("--print-commands", action="store_true", help="print the node command lines and exit")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
