@@ -331,6 +331,12 @@ def test_model_config_changes_how_an_exported_policy_is_meant_and_run_or_is_refu
     assert exported.arm_actions == "relative" and exported.inference.execute_steps == 12
     with pytest.raises(ConfigError, match="model.config sets perceiver, which the exported policy"):
         PostTrainer(config("third", {"perceiver": {"num_latents": 3}}))
+    # paper.yaml's weight locations, and a fixed field at the checkpoint's own value, start from it unchanged
+    first = JalaPolicy.from_pretrained(tmp_path / "first" / "policy", device="cpu").config
+    same = PostTrainer(config("fourth", {"backbone": {"weights_dir": "weights/InternVL3-2B-hf"},
+                                         "perceiver": {"encoder_weights_dir": "weights/dinov2-base",
+                                                       "num_latents": first.perceiver.num_latents}}))
+    assert same.policy.config.backbone == first.backbone and same.policy.config.perceiver == first.perceiver
 
 
 def test_a_checkpoint_of_another_recipe_is_not_resumed(demo_dirs, tmp_path):

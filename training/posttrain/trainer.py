@@ -86,18 +86,28 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
 # outputs are meant and how it is run. Everything else (the architecture, the frame size and rate, which come
 # from the data) is fixed by the checkpoint's weights or set from the datasets.
 EXPORTED_OVERRIDABLE = ("arm_actions", "inference", "prompt_template")
+# Where a preset's pretrained weights are read from (paper.yaml names them): unused when the weights come from an
+# exported checkpoint, so a config that names them still starts from one.
+WEIGHT_LOCATIONS = {"backbone": "weights_dir", "perceiver": "encoder_weights_dir"}
 
 
 def _override_exported(policy: JalaPolicy, overrides: dict, init: str) -> None:
-    """Apply ``model.config`` to a policy loaded from an exported checkpoint (``EXPORTED_OVERRIDABLE`` only: a
+    """Apply ``model.config`` to a policy loaded from an exported checkpoint (``EXPORTED_OVERRIDABLE``; a fixed
+    field set to the checkpoint's own value and the weight locations of ``WEIGHT_LOCATIONS`` change nothing; a
     ConfigError names any other field rather than ignoring it)."""
+    current = policy.config.to_dict()
+    overrides = {k: ({n: x for n, x in v.items() if n != WEIGHT_LOCATIONS.get(k)} if isinstance(v, dict) else v)
+                 for k, v in (overrides or {}).items()}
+    overrides = {k: v for k, v in overrides.items() if k in EXPORTED_OVERRIDABLE
+                 or (_merge(current[k], v) if isinstance(v, dict) and isinstance(current.get(k), dict) else v)
+                 != current.get(k)}
     if not overrides:
         return
     fixed = sorted(set(overrides) - set(EXPORTED_OVERRIDABLE))
     if fixed:
         raise ConfigError(f"model.config sets {', '.join(fixed)}, which the exported policy {init} fixes; starting "
                           f"from a checkpoint, model.config may set only {', '.join(EXPORTED_OVERRIDABLE)}")
-    cfg = JalaPolicyConfig.from_dict(_merge(policy.config.to_dict(), overrides))
+    cfg = JalaPolicyConfig.from_dict(_merge(current, overrides))
     for name in overrides:
         if getattr(policy.config, name) != getattr(cfg, name):
             log.info("%s: model.config changes %s from %r to %r", init, name, getattr(policy.config, name),
