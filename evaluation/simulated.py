@@ -198,6 +198,17 @@ def evaluate(task: str, variant: str, policy_spec: str, episodes: int, seed: int
         world.close()
 
 
+def execute_steps_arg(text: str) -> int:
+    """argparse type of --execute-steps (here and in evaluation.table): a whole number 1..ACTION_HORIZON."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= ACTION_HORIZON:
+        raise argparse.ArgumentTypeError(f"must be 1..{ACTION_HORIZON} (the actions of one chunk), got {text!r}")
+    return n
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", required=True, choices=["water_plant", "put_three_obj", "wipe_board"])
@@ -210,7 +221,7 @@ def main(argv=None) -> int:
                     help="render width (default: the policy's frame size, else 640)")
     ap.add_argument("--height", type=int, default=None,
                     help="render height (default: the policy's frame size, else 480)")
-    ap.add_argument("--execute-steps", type=int, default=None,
+    ap.add_argument("--execute-steps", type=execute_steps_arg, default=None,
                     help="actions executed per chunk before re-planning (default: the checkpoint's "
                          "inference.execute_steps, else 8)")
     ap.add_argument("--max-seconds", type=float, default=None, help="episode limit in sim seconds (task default)")
@@ -224,8 +235,6 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None, help="save an mp4 of all rollouts (first camera)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    if args.execute_steps is not None and not 1 <= args.execute_steps <= ACTION_HORIZON:
-        ap.error(f"--execute-steps must be 1..{ACTION_HORIZON} (the actions of one chunk), got {args.execute_steps}")
     try:
         summary = evaluate(args.task, args.variant, args.policy, args.episodes, args.seed, width=args.width,
                            height=args.height, execute_steps=args.execute_steps, video=args.video,
