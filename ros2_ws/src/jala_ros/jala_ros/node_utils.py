@@ -134,8 +134,14 @@ def init_ros(args=None, exit_with_parent: bool = True) -> None:
         print(warning, file=sys.stderr, flush=True)
 
 
-def watch_parent(period: float = 0.1) -> None:
-    """SIGTERM to this process once its parent is gone (re-parented to init or a subreaper)."""
+ORPHAN_EXIT_GRACE_S = 6.0  # parent gone -> own shutdown (hold, DDS clean-up) must end within this, or SIGKILL
+
+
+def watch_parent(period: float = 0.1, grace_s: float = ORPHAN_EXIT_GRACE_S) -> None:
+    """SIGTERM to this process once its parent is gone (re-parented to init or a subreaper). What the runner does
+    to a node process that does not end on SIGINT, this does once the runner is gone: still running ``grace_s``
+    after that SIGTERM (its shutdown hangs), it prints its threads' stacks to stderr (its log) and SIGKILLs itself,
+    so no orphan outlives its runner."""
     parent = os.getppid()
     if parent <= 1:
         return
@@ -144,6 +150,11 @@ def watch_parent(period: float = 0.1) -> None:
         while os.getppid() == parent:
             time.sleep(period)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        print(f"pid {os.getpid()}: still running {grace_s:.0f} s after its parent (pid {parent}) died; the stacks of "
+              "its threads follow, then it kills itself", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=_watch, name="parent-watch", daemon=True).start()
 
