@@ -85,7 +85,7 @@ class ScriptedExpert:
 
     horizon = ACTION_HORIZON
     dt = ACTION_DT
-    max_joint_speed = 1.1  # rad/s peak: 0.073 rad per 15 Hz step (the FR3 gate allows 0.1)  # rad/s peak (well under the FR3 limits)
+    max_joint_speed = 1.1  # rad/s peak: 0.073 rad per 15 Hz step (the FR3 gate allows 0.1)
     max_lin_speed = 0.3  # m/s peak of the grasp site
     min_duration = 0.4
 
@@ -99,7 +99,8 @@ class ScriptedExpert:
         # inside the FR3 gate's 0.02 rad margin
         self._q_lo, self._q_hi = np.asarray(FR3_Q_MIN) + 0.03, np.asarray(FR3_Q_MAX) - 0.03
         rng = np.random.default_rng(1234)
-        self._seeds = [np.asarray(self.q_rest, float), np.asarray(READY_Q)] + [rng.uniform(self.ik.low, self.ik.high) for _ in range(24)]
+        self._seeds = [np.asarray(self.q_rest, float), np.asarray(READY_Q)] + \
+            [rng.uniform(self.ik.low, self.ik.high) for _ in range(24)]
         self.reset()
 
     def reset(self) -> None:

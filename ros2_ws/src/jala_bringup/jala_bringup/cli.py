@@ -15,9 +15,10 @@ Faults: SIGINT (Ctrl-C) or SIGTERM stops the rollout at once: the runner asks fo
 arm and hand directly on ``/jala/hold``), stops the policy, prints the report so far and exits (130 / 143).
 A node process that dies ends the rollout the same way, the hold first, its reason in the report. The node
 processes die with the runner, even when it is SIGKILLed (PR_SET_PDEATHSIG, and each node also watches its
-parent; one whose shutdown then hangs prints its stacks to its log and kills itself 6 s later). At start, Fast DDS shared-memory files left by killed processes are removed (``shm_cleanup``); the
-run's temporary work folder is removed at exit unless the report points into its logs (``logs_needed``;
-``--workdir DIR`` keeps params files and logs in DIR).
+parent; one whose shutdown then hangs prints its stacks to its log and kills itself 6 s later). At start, Fast
+DDS shared-memory files left by killed processes are removed (``shm_cleanup``); the run's temporary work folder
+is removed at exit unless the report points into its logs (``logs_needed``; ``--workdir DIR`` keeps params files
+and logs in DIR).
 """
 from __future__ import annotations
 
