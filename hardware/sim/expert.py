@@ -94,9 +94,6 @@ class ScriptedExpert:
     # random IK restarts tried after q_rest and READY_Q when the warm start misses a pose; each restart can land on
     # another arm configuration branch, so demos of one task stop agreeing on the posture for the same pose
     ik_restarts = 24
-    # cost per rad of joint-space distance from the previous solution when choosing among restarts (against 100 per
-    # m of pose error): higher keeps a slightly worse pose on the current branch instead of jumping to another
-    ik_jump_cost = 0.05
 
     def __init__(self, world: SimWorld):
         self.world = world
@@ -134,7 +131,7 @@ class ScriptedExpert:
         best, best_cost = q, err * 100
         for s in self._seeds:
             qs, e = self.ik.solve(pose[0], pose[1], s, iters=150)
-            cost = e * 100 + self.ik_jump_cost * float(np.linalg.norm(qs - q_prev))
+            cost = e * 100 + 0.05 * float(np.linalg.norm(qs - q_prev))
             if cost < best_cost:
                 best, best_cost = qs, cost
             if e < 2e-3 and cost < 0.5:
@@ -297,9 +294,6 @@ class PutThreeObjExpert(ScriptedExpert):
     # with restarts, 7 of 25 demos flipped joint 5 below -1.5 rad (another branch) and BC on 50 of them scored 0.08;
     # without, joint 5 stays above -0.65 and BC on 20 demos scored 0.15 (seeds 1000..1019)
     ik_restarts = 0
-    # fingers of the round fruits' top-down grasps point along this yaw: pi is the handle's, so the wrist (joint 7)
-    # does not turn half a circle between the drawer and the fruits (at 0 it swept -1.8..+2.3 rad each episode)
-    fruit_yaw = math.pi
     GRIP = np.array([80, 80, 80, 80, 300, 200.0])
     HOOK = np.array([450, 450, 450, 450, 1000, 1000.0])  # light hook: closing harder pushes the drawer in
     OPEN_WIDE = np.array([1000, 1000, 1000, 1000, 1000, 400.0])
@@ -319,10 +313,9 @@ class PutThreeObjExpert(ScriptedExpert):
         if name == "fruit2":  # banana: finger row along the banana's long axis
             axis = r[:, 1]
             yaw = math.atan2(-axis[0], axis[1])
-            # of the two yaws along that axis, the one nearer fruit_yaw
-            yaw = (yaw - self.fruit_yaw + math.pi / 2) % math.pi - math.pi / 2 + self.fruit_yaw
+            yaw = (yaw + math.pi / 2) % math.pi - math.pi / 2
             return p + np.array([0, 0, 0.02 + dz]), topdown(yaw)
-        return p + np.array([0, 0, 0.015 + dz]), topdown(self.fruit_yaw)
+        return p + np.array([0, 0, 0.015 + dz]), topdown(0.0)
 
     def _slot_pose(self, world, name, dz=0.0) -> Pose:
         pd, rd = body_pose(world, "drawer")
@@ -341,7 +334,7 @@ class PutThreeObjExpert(ScriptedExpert):
             Phase("pull", lambda w: self._handle_pose(w, -0.23, closed_ref=True), duration=3.0, cartesian=True),
             Phase("release_handle", None, OPEN, duration=0.6),
             Phase("leave_handle", lambda w: self._handle_pose(w, -0.05, 0.15)),
-            Phase("transit", lambda w: (np.array([0.42, 0.1, 0.3]), topdown(self.fruit_yaw))),
+            Phase("transit", lambda w: (np.array([0.42, 0.1, 0.3]), topdown(0.0))),
         ]
         for name in ("fruit1", "fruit2", "fruit3"):
             held = (lambda n: (lambda w: w.grasp.holding(n)))(name)
@@ -362,8 +355,7 @@ class PutThreeObjExpert(ScriptedExpert):
             ]
         phases += [
             Phase("transit2", lambda w: (np.array([0.42, 0.0, 0.3]), topdown(math.pi, math.radians(88)))),
-            # above the open drawer's handle: in front of it, the elbow would have to fold past its IK margin
-            Phase("pre_close", lambda w: self._handle_pose(w, -0.02, 0.08), self.FIST),
+            Phase("pre_close", lambda w: self._handle_pose(w, -0.07, 0.05), self.FIST),
             Phase("reach_handle2", lambda w: self._handle_pose(w, -0.02, 0.0), duration=0.8, cartesian=True),
             # push the drawer shut with curled fingers (they rest on their joint limits, so they do not yield)
             Phase("push", lambda w: self._handle_pose(w, 0.035, 0.0, closed_ref=True), duration=2.0, cartesian=True),
