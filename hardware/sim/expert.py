@@ -292,7 +292,7 @@ class PutThreeObjExpert(ScriptedExpert):
     # plan, to within 0.03..0.06 rad of the gate's limit.
     ik_margin = 0.13
     # with restarts, 7 of 25 demos flipped joint 5 below -1.5 rad (another branch) and BC on 50 of them scored 0.08;
-    # without, joint 5 stays above -0.65 and BC on 20 demos scored 0.15 (seeds 1000..1019)
+    # without, every demo keeps one branch and BC scored 0.15 on 20 and on 50 demos (seeds 1000..1019)
     ik_restarts = 0
     GRIP = np.array([80, 80, 80, 80, 300, 200.0])
     HOOK = np.array([450, 450, 450, 450, 1000, 1000.0])  # light hook: closing harder pushes the drawer in
