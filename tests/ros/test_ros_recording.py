@@ -135,10 +135,11 @@ def test_three_expert_episodes_through_the_ros_graph_survive_a_killed_recorder(t
         wait(lambda: status.get("saved_this_run", 0) >= 1, 240.0, "the restarted recorder to save episode 3")
     finally:
         mon.close()
-        procs.stop()
+        stuck = procs.stop()
         rclpy.try_shutdown()
     _check_dataset(root, 3)
-    assert not (root / "raw" / "episode_000003").exists() or len(_episodes(root)) == 4
+    # SIGINT while episode 4 was requested, recording or being saved: it is saved whole or leaves no raw bag
+    assert not (root / "raw" / "episode_000003").exists() or len(_episodes(root)) == 4, stuck
     assert sorted(p.name for p in (root / "raw").iterdir())[:3] == [f"episode_{i:06d}" for i in range(3)]
 
 
@@ -163,3 +164,49 @@ def test_shutdown_while_an_episode_waits_for_fresh_inputs_leaves_no_raw_bag(tmp_
     assert not (root / "raw" / "episode_000000").exists()
     info = json.loads((root / "meta" / "info.json").read_text())
     assert info["total_episodes"] == 0
+
+
+def test_ctrl_c_while_an_episode_starts_lets_the_start_finish_then_shuts_down_without_its_raw_bag(tmp_path,
+                                                                                                   monkeypatch):
+    """Ctrl-C (SIGINT raising KeyboardInterrupt in the main thread, as ``init_ros`` sets it up) that arrives while
+    the start service is opening the raw bag: the start completes first, so the node knows its bag and the
+    shutdown that follows deletes it (an interrupt raised half-way left an untracked raw bag behind)."""
+    import os
+    import signal
+
+    import rclpy
+
+    from jala_ros.recorder_node import RecorderNode
+    from training.recording import rosbag
+
+    root = tmp_path / "ds"
+    real_add_topic = rosbag.RawBagWriter.add_topic
+    sent = []
+
+    def add_topic_then_ctrl_c(self, *args, **kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_add_topic(self, *args, **kwargs)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rosbag.RawBagWriter, "add_topic", add_topic_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, interrupt)
+    apply_loopback_env(DOMAIN + 2)
+    rclpy.init(domain_id=DOMAIN + 2)
+    try:
+        node = RecorderNode(overrides={"dataset": str(root), "image_width": W, "image_height": H,
+                                       "fps": float(FPS)})
+        with pytest.raises(KeyboardInterrupt):
+            node.start_episode()
+        assert sent and node.recorder.starting
+        assert node._bag is not None and (root / "raw" / "episode_000000").is_dir()
+        assert sorted(node._bag.topics) == sorted(node._topics)  # the bag was opened whole before the interrupt
+        node.destroy_node()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        rclpy.try_shutdown()
+    assert not (root / "raw" / "episode_000000").exists()
+    assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 0

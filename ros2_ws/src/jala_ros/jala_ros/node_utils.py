@@ -177,6 +177,28 @@ def startup_errors(label: str):
         raise SystemExit(130) from None
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """A block that Ctrl-C or SIGTERM does not cut in half: ``init_ros`` turns those signals into a
+    KeyboardInterrupt raised wherever the main thread is, which inside a service callback could leave an episode
+    half-saved or a raw bag created but untracked. A signal arriving inside the block is handed to the handler
+    it would have reached once the block ends. Off the main thread (where no signal is delivered) a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught and callable(previous[caught[0][0]]):
+            previous[caught[0][0]](*caught[0])
+
+
 def _shutdown_and_join(timeout: float = 2.0) -> None:
     """Shut ROS down and let the threads spinning helper nodes end: a process that exits while one of them is
     still inside the rcl wait set aborts in C++ ("terminate called without an active exception", exit 134)."""

@@ -30,7 +30,7 @@ from std_srvs.srv import Trigger
 from embodiment import ARM_JOINT_NAMES, CHUNK_JOINT_NAMES, HAND_JOINT_NAMES
 
 from .conversions import IMAGE_SUB_QOS, LATCHED_QOS, STATE_QOS, from_time_msg, image_to_array, joint_positions
-from .node_utils import declare, run_node
+from .node_utils import declare, interrupts_deferred, run_node
 from .parameters import RecorderNodeConfig
 
 _TYPES = {Image: "sensor_msgs/msg/Image", JointState: "sensor_msgs/msg/JointState"}
@@ -130,6 +130,10 @@ class RecorderNode(Node):
 
     # ------------------------------------------------------------------------------------------ episodes
     def start_episode(self) -> tuple[bool, str]:
+        with interrupts_deferred():  # never a raw bag on disk that the node does not know of
+            return self._start_episode()
+
+    def _start_episode(self) -> tuple[bool, str]:
         ok, msg = self.recorder.start(self.instruction)
         if ok and self.p["raw_bag"]:
             from training.recording.rosbag import RawBagWriter
@@ -158,8 +162,9 @@ class RecorderNode(Node):
                 shutil.rmtree(bag.path, ignore_errors=True)
 
     def save_episode(self) -> tuple[bool, str]:
-        ok, msg = self.recorder.save()
-        self._close_bag(keep=ok)
+        with interrupts_deferred():  # Ctrl-C during a save lets it finish (or fail whole), then shuts down
+            ok, msg = self.recorder.save()
+            self._close_bag(keep=ok)
         if ok:  # separate call sites: rclpy refuses one call site logging at two severities
             self.get_logger().info(msg)
         else:
@@ -167,8 +172,9 @@ class RecorderNode(Node):
         return ok, msg
 
     def discard_episode(self) -> tuple[bool, str]:
-        ok, msg = self.recorder.discard()
-        self._close_bag(keep=False)
+        with interrupts_deferred():
+            ok, msg = self.recorder.discard()
+            self._close_bag(keep=False)
         self.get_logger().info(msg)
         return ok, msg
 
