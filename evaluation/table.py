@@ -51,7 +51,8 @@ def summarise(name: str, summary) -> dict:
             "execute_steps": summary.execute_steps,
             "seeds": [e.seed for e in summary.episodes],
             "completion_ratios": crs.tolist(),
-            "stopped": [e.stopped for e in summary.episodes]}
+            "stopped": [e.stopped for e in summary.episodes],
+            "ended_at_s": [round(e.sim_seconds, 2) for e in summary.episodes]}  # simulated time of each end
 
 
 def run_table(tasks: list[str], variants: list[str], policies: list[tuple[str, str]], episodes: int, seed: int,

@@ -241,6 +241,8 @@ def test_table_compares_policies_over_tasks_variants_and_seeds(trained, tmp_path
                                                            ("bc", "seen"), ("bc", "unseen")]
     assert all(r["episodes"] == 2 and r["seeds"] == [10, 11] and 0 <= r["mean_completion_ratio"] <= 1
                and r["subtask_success"] for r in rows)
+    # each episode ran out its 0.3 s and says when (simulated time) it ended
+    assert all(r["stopped"] == ["timeout"] * 2 and all(0.29 <= t <= 0.45 for t in r["ended_at_s"]) for r in rows)
     md = markdown(rows)
     assert "| policy | water_plant / seen | water_plant / unseen |" in md
     assert md.count("| bc | ") == 3  # the CR row, then one subtask row per variant
