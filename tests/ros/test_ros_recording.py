@@ -210,3 +210,28 @@ def test_ctrl_c_while_an_episode_starts_lets_the_start_finish_then_shuts_down_wi
         rclpy.try_shutdown()
     assert not (root / "raw" / "episode_000000").exists()
     assert json.loads((root / "meta" / "info.json").read_text())["total_episodes"] == 0
+
+
+def test_sigterm_with_its_default_action_inside_a_deferred_block_still_terminates_after_the_block():
+    """``interrupts_deferred`` delays a signal, it never swallows one: SIGTERM with no handler (its default action
+    is to terminate) ends the process once the block is done."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    code = textwrap.dedent('''
+        import os, signal
+        from tests.helpers import use_ros_packages
+        use_ros_packages()
+        from jala_ros.node_utils import interrupts_deferred
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("block finished", flush=True)
+        print("after the block", flush=True)
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == -signal.SIGTERM, (out.returncode, out.stderr[-1000:])
+    assert out.stdout.split("\n")[0] == "block finished" and "after the block" not in out.stdout

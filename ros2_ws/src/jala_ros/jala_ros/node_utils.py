@@ -188,6 +188,9 @@ def interrupts_deferred():
         return
     caught: list[tuple[int, Any]] = []
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    if any(h is None for h in previous.values()):  # a handler installed outside Python: it cannot be put back
+        yield
+        return
     for s in previous:
         signal.signal(s, lambda signum, frame: caught.append((signum, frame)))
     try:
@@ -195,8 +198,12 @@ def interrupts_deferred():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if caught and callable(previous[caught[0][0]]):
-            previous[caught[0][0]](*caught[0])
+        if caught:
+            signum, frame = caught[0]
+            if callable(previous[signum]):
+                previous[signum](signum, frame)
+            elif previous[signum] == signal.SIG_DFL:  # e.g. SIGTERM with no handler: the default, terminate
+                os.kill(os.getpid(), signum)
 
 
 def _shutdown_and_join(timeout: float = 2.0) -> None:
