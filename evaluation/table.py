@@ -93,13 +93,16 @@ def markdown(rows: list[dict]) -> str:
         if not subtasks:
             continue
         out += ["", f"Subtask success rate, {task}", "",
-                "| policy | variant | " + " | ".join(subtasks) + " | all | safety stop | execute steps |",
-                "|---|---|" + "---:|" * (len(subtasks) + 3)]
+                "| policy | variant | " + " | ".join(subtasks)
+                + " | all | safety stop | median end (s) | execute steps |",
+                "|---|---|" + "---:|" * (len(subtasks) + 4)]
         for r in rows:
             if r["task"] == task:
                 out.append(f"| {r['policy']} | {r['variant']} | "
                            + " | ".join(f"{r['subtask_success'].get(k, 0.0):.2f}" for k in subtasks)
-                           + f" | {r['success_rate']:.2f} | {r['safety_stop_rate']:.2f} | {r['execute_steps']} |")
+                           + f" | {r['success_rate']:.2f} | {r['safety_stop_rate']:.2f}"
+                           + f" | {float(np.median(r['ended_at_s'])) if r['ended_at_s'] else 0.0:.1f}"
+                           + f" | {r['execute_steps']} |")
     return "\n".join(out)
 
 

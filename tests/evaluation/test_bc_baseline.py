@@ -247,6 +247,9 @@ def test_table_compares_policies_over_tasks_variants_and_seeds(trained, tmp_path
     assert "| policy | water_plant / seen | water_plant / unseen |" in md
     assert md.count("| bc | ") == 3  # the CR row, then one subtask row per variant
     assert "Subtask success rate, water_plant" in md
+    assert "| all | safety stop | median end (s) | execute steps |" in md
+    bc_seen = next(line for line in md.splitlines() if line.startswith("| bc | seen | "))
+    assert float(bc_seen.split("|")[-3]) == round(float(np.median(rows[2]["ended_at_s"])), 1)
     out = tmp_path / "t.json"
     assert main(["--policy", "expert", "--episodes", "1", "--max-seconds", "0.2", "--width", "64", "--height", "48",
                  "--no-progress", "--json", str(out)]) == 0

@@ -171,9 +171,6 @@ def test_ctrl_c_while_an_episode_starts_lets_the_start_finish_then_shuts_down_wi
     """Ctrl-C (SIGINT raising KeyboardInterrupt in the main thread, as ``init_ros`` sets it up) that arrives while
     the start service is opening the raw bag: the start completes first, so the node knows its bag and the
     shutdown that follows deletes it (an interrupt raised half-way left an untracked raw bag behind)."""
-    import os
-    import signal
-
     import rclpy
 
     from jala_ros.recorder_node import RecorderNode
