@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -15,7 +18,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("hardware.sim.world")
 
-from tests.helpers import use_ros_packages  # noqa: E402
+from tests.helpers import ROOT, use_ros_packages  # noqa: E402
 
 use_ros_packages()
 
@@ -212,11 +215,6 @@ def test_ctrl_c_while_an_episode_starts_lets_the_start_finish_then_shuts_down_wi
 def test_sigterm_with_its_default_action_inside_a_deferred_block_still_terminates_after_the_block():
     """``interrupts_deferred`` delays a signal, it never swallows one: SIGTERM with no handler (its default action
     is to terminate) ends the process once the block is done."""
-    import subprocess
-    import sys
-    import textwrap
-    from pathlib import Path
-
     code = textwrap.dedent('''
         import os, signal
         from tests.helpers import use_ros_packages
@@ -228,7 +226,6 @@ def test_sigterm_with_its_default_action_inside_a_deferred_block_still_terminate
             print("block finished", flush=True)
         print("after the block", flush=True)
     ''')
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == -signal.SIGTERM, (out.returncode, out.stderr[-1000:])
     assert out.stdout.split("\n")[0] == "block finished" and "after the block" not in out.stdout
