@@ -223,11 +223,13 @@ class JalaBackbone(nn.Module):
             model = InternVLForConditionalGeneration(arch).to(dtype)
         return cls(config, motion_config, model, tokenizer)
 
-    def freeze_vision(self) -> None:
-        """Freeze the vision tower and the vision-to-language projector (post-training, paper B.1)."""
+    def freeze_vision(self, frozen: bool = True) -> None:
+        """Freeze the vision tower and the vision-to-language projector (post-training, paper B.1); with
+        ``frozen=False`` make them trainable again. ``config.freeze_vision`` follows."""
         for module in (self.model.model.vision_tower, self.model.model.multi_modal_projector):
             for p in module.parameters():
-                p.requires_grad_(False)
+                p.requires_grad_(not frozen)
+        self.config.freeze_vision = frozen
 
     @property
     def hidden_size(self) -> int:

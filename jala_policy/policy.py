@@ -166,8 +166,11 @@ class JalaPolicy(nn.Module):
         if state.dim != self.config.action_head.state_dim or action.dim != self.config.action_head.action_dim:
             raise ConfigError("normalisation statistics do not match the action head's state/action dims")
 
-    def freeze_vision(self) -> None:
-        self.backbone.freeze_vision()
+    def freeze_vision(self, frozen: bool = True) -> None:
+        """Freeze the vision tower and projector (paper B.1), or with ``frozen=False`` make them trainable;
+        ``config.backbone.freeze_vision`` follows (it decides whether they run under autograd). The texture
+        encoder (DINOv2) is frozen either way, as in every stage of the paper."""
+        self.backbone.freeze_vision(frozen)
         self.texture_encoder.requires_grad_(False)
 
     @property

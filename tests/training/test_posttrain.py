@@ -177,6 +177,30 @@ def test_visual_modules_get_no_gradient_and_do_not_change(demo_dirs, tmp_path, c
     assert any(not torch.equal(a, b) for a, b in zip(trainer.policy.action_head.parameters(), head_before))
 
 
+def test_freeze_vision_false_trains_the_visual_modules_of_an_exported_policy(demo_dirs, tmp_path):
+    """An exported policy loads with its vision tower frozen (its config.json says so): ``model.freeze_vision:
+    false`` must still make the tower and projector trainable (it was silently ignored when starting from a
+    checkpoint); the texture encoder stays frozen."""
+    from training.posttrain.trainer import PostTrainer
+
+    PostTrainer(tiny_config(tmp_path / "first", [demo_dirs["15"]], max_steps=1)).train()
+    cfg = tiny_config(tmp_path / "second", [demo_dirs["15"]], max_steps=2).to_dict()
+    cfg["model"].update(init=str(tmp_path / "first" / "policy"), freeze_vision=False)
+    cfg["data"]["cache_features"] = False
+    trainer = PostTrainer(PostTrainConfig.from_dict(cfg))
+    assert not trainer.policy.config.backbone.freeze_vision
+    before = {k: v.detach().clone() for k, v in _visual_params(trainer.policy).items()}
+    trainer.forward_backward([trainer.next_micro_batch() for _ in range(trainer.accum)])
+    grads = {k: p.grad for k, p in _visual_params(trainer.policy).items()}
+    for prefix in ("0.", "1."):  # vision tower, projector
+        assert any(g is not None and g.abs().sum() > 0 for k, g in grads.items() if k.startswith(prefix)), prefix
+    assert all(g is None for k, g in grads.items() if k.startswith("2."))  # the texture encoder stays frozen
+    trainer.optimizer.zero_grad()
+    trainer.train(2)
+    changed = {k for k, v in _visual_params(trainer.policy).items() if not torch.equal(v, before[k])}
+    assert {k.split(".")[0] for k in changed} == {"0", "1"}, sorted(changed)[:5]
+
+
 def test_cached_features_give_the_loss_of_the_images(demo_dirs, tmp_path):
     from training.posttrain.trainer import PostTrainer
 

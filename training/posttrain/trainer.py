@@ -77,8 +77,8 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
             policy.config.num_views = num_views
         policy.config.input_image_hw = tuple(image_hw)
         policy.config.action_dt = config.action_dt
-    if m.freeze_vision:
-        policy.freeze_vision()
+    # both ways: an exported policy comes back with the visual modules its config.json says are frozen
+    policy.freeze_vision(m.freeze_vision)
     return policy
 
 
