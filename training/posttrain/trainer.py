@@ -64,7 +64,6 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
         cfg = JalaPolicyConfig.from_dict(_merge(base, {**m.config, "num_views": num_views,
                                                        "input_image_hw": list(image_hw),
                                                        "action_dt": config.action_dt}))
-        cfg.backbone.freeze_vision = m.freeze_vision
         policy = JalaPolicy.build(cfg, load_weights=m.load_weights, device=device, dtype=dtype)
     else:
         policy = JalaPolicy.from_pretrained(m.init, device=device, dtype=dtype)
@@ -77,7 +76,7 @@ def build_policy(config: PostTrainConfig, *, num_views: int, image_hw: tuple[int
             policy.config.num_views = num_views
         policy.config.input_image_hw = tuple(image_hw)
         policy.config.action_dt = config.action_dt
-    # both ways: an exported policy comes back with the visual modules its config.json says are frozen
+    # both ways, for a preset and for an exported policy (which loads with its config.json's freeze_vision)
     policy.freeze_vision(m.freeze_vision)
     return policy
 
