@@ -243,10 +243,12 @@ def test_stalled_device_process_holds_on_resume_before_anything_queued(live):
     os.kill(dev.popen.pid, signal.SIGSTOP)
     t_stop = time.monotonic()
     try:
-        # camera and joint states live in the stopped process: whichever times out first
-        lv.wait(lambda: any(text.startswith(("HOLD: stale camera", "HOLD: stale joint states"))
-                            for t, text in lv.mon.m.status if t > t_stop), 5.0,
-                "the supervisor to hold on stale camera frames / joint states")
+        # camera and joint states live in the stopped process, and the policy computes chunks only from fresh
+        # frames, so its chunks stop too. All three watches have 2 s here; whichever fires first is the fault
+        # (seen in CI: the policy watch fired first, its last chunk being older than the last camera frame).
+        stale = ("HOLD: stale camera", "HOLD: stale joint states", "HOLD: stale policy")
+        lv.wait(lambda: any(text.startswith(stale) for t, text in lv.mon.m.status if t > t_stop), 5.0,
+                "the supervisor to hold on stale camera frames / joint states / policy chunks")
         time.sleep(max(0.0, t_stop + 3.0 - time.monotonic()))
     finally:
         os.kill(dev.popen.pid, signal.SIGCONT)
